@@ -1,0 +1,1 @@
+"""torchdoctor's faces: the CLI, the tray icon, notifications and autostart."""

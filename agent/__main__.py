@@ -1,0 +1,5 @@
+import sys
+
+from torchdoctor.agent.cli import main
+
+sys.exit(main())

@@ -1,0 +1,75 @@
+"""`torchdoctor` command line: argument parsing, dispatch, and the one-line error contract.
+
+Each command lives in `agent/commands/<name>.py` and exposes `register(subparsers)`, which adds its
+parser and sets `handler` to a function `(args) -> int`. Errors derived from TorchdoctorError are
+printed as one line (plus an optional hint) with their exit code; nothing prints a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+from importlib import metadata
+from typing import Final, NoReturn
+
+from torchdoctor.service.errors import EXIT_BAD_INPUT, TorchdoctorError
+
+COMMANDS: Final = ("check", "hardware", "envs", "plan", "fix", "bench")
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr and exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"torchdoctor: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _version() -> str:
+    try:
+        return metadata.version("torchdoctor")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="torchdoctor",
+        description="Keep every Python environment's PyTorch build matched to this machine's GPU and driver.",
+    )
+    parser.add_argument("--version", action="version", version=f"torchdoctor {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"torchdoctor.agent.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"torchdoctor.agent.commands.{name}":
+                raise
+            continue  # a command not built yet
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler | None = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help(sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        return handler(args)
+    except TorchdoctorError as exc:
+        print(f"torchdoctor: {exc}", file=sys.stderr)
+        if exc.hint:
+            print(f"  hint: {exc.hint}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("torchdoctor: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # `torchdoctor check | head` must not end in a traceback.
+        return 0

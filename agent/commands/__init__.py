@@ -1,0 +1,1 @@
+"""One module per CLI command. Each exposes `register(subparsers)`; see agent/cli.py."""

@@ -1,0 +1,1 @@
+"""Status icons, shipped as package data (see agent/tray.py for how they are used)."""

@@ -1,0 +1,1 @@
+"""torchdoctor's engine: probing, discovery, diagnosis, planning and installing. No UI imports."""

@@ -1,0 +1,72 @@
+"""The one way we start other programs: an argument list, a timeout, captured text output.
+
+Never `shell=True`; never without a timeout (a hung `nvidia-smi` or a broken interpreter in some
+environment must not hang the agent).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from torchdoctor.service.errors import SubprocessTimeoutError
+
+
+@dataclass(frozen=True, slots=True)
+class Completed:
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+def _no_window_flags() -> int:
+    # A console window flashing up for every probe would be unacceptable for a tray app.
+    if sys.platform == "win32":
+        return subprocess.CREATE_NO_WINDOW
+    return 0
+
+
+def run(
+    argv: Sequence[str | Path],
+    *,
+    timeout: float,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    input_text: str | None = None,
+) -> Completed:
+    """Run `argv` and capture its output as text.
+
+    Raises FileNotFoundError/PermissionError when the program cannot be started and
+    SubprocessTimeoutError when it outlives `timeout` (the process is killed).
+    """
+    args = [os.fspath(a) for a in argv]
+    try:
+        proc = subprocess.run(
+            args,
+            capture_output=True,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            timeout=timeout,
+            env=dict(env) if env is not None else None,
+            cwd=cwd,
+            input=input_text,
+            stdin=None if input_text is not None else subprocess.DEVNULL,
+            check=False,
+            creationflags=_no_window_flags(),
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise SubprocessTimeoutError(
+            f"{Path(args[0]).name} did not finish within {timeout:g} s",
+            hint="the program may be hung; try again, or check it by hand: " + " ".join(args),
+        ) from exc
+    return Completed(tuple(args), proc.returncode, proc.stdout or "", proc.stderr or "")
