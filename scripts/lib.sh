@@ -1,6 +1,6 @@
 # Shared by scripts/run and scripts/test.
-# Picks a Python >= 3.11, makes .venv once, and (re)installs torchdoctor into it in strict editable
-# mode (mypy can only resolve the `torchdoctor.*` namespace mapping through that mode).
+# Picks a Python >= 3.11, makes .venv once, and (re)installs torchdoctor into it in editable mode
+# whenever pyproject.toml changes (new modules are picked up without a reinstall).
 pick_python() {
   local candidate
   for candidate in "${PYTHON:-}" python3 python3.13 python3.12 python3.11; do
@@ -23,12 +23,16 @@ ensure_venv() {
     "$py" -m venv .venv
   fi
   local stamp=".venv/.torchdoctor-installed${extras:+-$extras}"
-  # Reinstall when the project definition changed or a module was added (strict mode links files).
   local digest
-  digest="$( (cat pyproject.toml; find agent service icons -type f -name '*.py' -o -type f -name '*.json' | sort) | sha256sum | cut -c1-16)"
+  digest="$(sha256sum pyproject.toml | cut -c1-16)"
   if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$digest" ]; then
-    .venv/bin/python -m pip install --quiet --disable-pip-version-check \
-      --config-settings editable_mode=strict -e ".${extras:+[$extras]}"
+    echo "setting up .venv (log: .venv/pip-install.log)" >&2
+    if ! .venv/bin/python -m pip install --disable-pip-version-check \
+        -e ".${extras:+[$extras]}" >.venv/pip-install.log 2>&1; then
+      tail -n 30 .venv/pip-install.log >&2
+      echo "installing torchdoctor failed; the whole log is .venv/pip-install.log" >&2
+      return 1
+    fi
     echo "$digest" >"$stamp"
   fi
 }

@@ -72,8 +72,12 @@ def _package_files(spec: StandIn) -> dict[str, str]:
 
 
 def _metadata(spec: StandIn) -> str:
-    lines = ["Metadata-Version: 2.1", f"Name: {spec.name}", f"Version: {spec.version}",
-             "Summary: stand-in built by the torchdoctor test suite"]
+    lines = [
+        "Metadata-Version: 2.1",
+        f"Name: {spec.name}",
+        f"Version: {spec.version}",
+        "Summary: stand-in built by the torchdoctor test suite",
+    ]
     if spec.requires_python:
         lines.append(f"Requires-Python: {spec.requires_python}")
     lines += [f"Requires-Dist: {r}" for r in spec.requires]
@@ -105,11 +109,20 @@ def build_wheel(spec: StandIn, dest: Path) -> Path:
 
 
 def cuda_requires(major: int) -> list[str]:
-    """The `Requires-Dist` lines of an unlabelled Linux PyPI CUDA wheel (trimmed to three)."""
-    suffix = f"cu{major}"
-    marker = '; platform_system == "Linux" and platform_machine == "x86_64"'
+    """`Requires-Dist` lines of an unlabelled Linux PyPI CUDA wheel, trimmed.
+
+    CUDA 12 wheels name `nvidia-*-cu12` packages; the real torch 2.14.1 (cu130) wheel on this
+    machine names `cuda-toolkit[...]==13.0.3` and `nvidia-cudnn-cu13`.
+    """
+    marker = '; platform_system == "Linux"'
+    if major == 12:
+        return [
+            f"nvidia-cuda-runtime-cu12==12.8.57{marker}",
+            f"nvidia-cudnn-cu12==9.7.1.26{marker}",
+            f"nvidia-cublas-cu12==12.8.3.14{marker}",
+        ]
     return [
-        f"nvidia-cuda-runtime-{suffix}==12.8.57{marker}" if major == 12 else f"nvidia-cuda-runtime=={major}.0.96{marker}",
-        f"nvidia-cudnn-{suffix}==9.7.1.26{marker}",
-        f"nvidia-cublas-{suffix}==12.8.3.14{marker}" if major == 12 else f"nvidia-cublas=={major}.0.2.14{marker}",
+        f"cuda-toolkit[cublas,cudart,cufft]=={major}.0.3{marker}",
+        f"nvidia-cudnn-cu{major}==9.24.0.43{marker}",
+        f"nvidia-nccl-cu{major}==2.30.7{marker}",
     ]
