@@ -1,0 +1,27 @@
+"""Suite-wide safety: no test may read or write the real user's torchdoctor folders."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _isolated_dirs(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
+    base = tmp_path_factory.mktemp("td-home")
+    for name in ("CONFIG", "STATE", "CACHE", "LOG"):
+        folder = base / name.lower()
+        folder.mkdir()
+        monkeypatch.setenv(f"TORCHDOCTOR_{name}_DIR", str(folder))
+    monkeypatch.delenv("TORCHDOCTOR_HARDWARE", raising=False)
+    yield
+
+
+@pytest.fixture
+def td_dirs() -> dict[str, Path]:
+    return {n: Path(os.environ[f"TORCHDOCTOR_{n.upper()}_DIR"]) for n in ("config", "state", "cache", "log")}
