@@ -1,0 +1,330 @@
+"""Reading a torch build from an environment's files, without importing torch.
+
+Importing torch takes seconds and can crash or hang in a broken environment; its files say almost
+everything we need:
+  - `torch-<v>.dist-info/METADATA`: the version (with `+cu128` on download.pytorch.org wheels, bare
+    on PyPI) and `Requires-Dist: nvidia-*-cu12` / `cuda-toolkit==13.*` on Linux CUDA wheels;
+  - `torch/version.py` (parsed with `ast`, never executed): `__version__`, `cuda`, `hip`, `xpu`;
+  - `INSTALLER` (pip, uv, conda) and conda's own `conda-meta/pytorch-*.json`;
+  - the same dist-info of torchvision and torchaudio, including the torch they require.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from email.parser import HeaderParser
+from pathlib import Path
+from typing import Final
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
+from torchdoctor.service.errors import UnreadableError
+from torchdoctor.service.knowledge import Knowledge
+from torchdoctor.service.models import Installer, Platform, PythonEnv, TorchBuild, VariantSource
+from torchdoctor.service.variants import cuda_variant, local_label, variant_cuda
+
+_CUDA_DEP_RE: Final = re.compile(r"^(?:nvidia-[a-z0-9-]+-cu(\d+)|cuda-toolkit)$")
+_CONDA_CUDA_RE: Final = re.compile(r"cuda(\d{2})\.?(\d)")
+_DIST_INFO_RE: Final = re.compile(r"^(?P<name>[A-Za-z0-9_.]+)-(?P<version>[^-]+)\.dist-info$")
+
+
+@dataclass(frozen=True, slots=True)
+class DistInfo:
+    """What we read from one `*.dist-info` folder."""
+
+    name: str
+    version: str
+    requires: tuple[str, ...]
+    installer: str | None
+    path: Path
+
+
+@dataclass(frozen=True, slots=True)
+class CompanionInfo:
+    version: str
+    requires_torch: str | None  # the specifier it declares on torch, e.g. "==2.13.0"
+
+
+@dataclass(frozen=True, slots=True)
+class BuildReading:
+    """A torch build plus what the diagnosis needs beyond the JSON contract."""
+
+    build: TorchBuild
+    torchvision: CompanionInfo | None
+    torchaudio: CompanionInfo | None
+
+
+def _iter_dist_infos(site_packages: Iterable[Path], names: set[str]) -> Iterator[Path]:
+    for sp in site_packages:
+        try:
+            entries = list(sp.iterdir())
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise UnreadableError(
+                f"cannot read {sp}: {exc.strerror or exc}",
+                hint="check the folder's permissions, or list the environment under `exclude` in config.toml",
+            ) from None
+        for entry in entries:
+            match = _DIST_INFO_RE.match(entry.name)
+            if match and canonicalize_name(match.group("name")) in names:
+                yield entry
+
+
+def read_dist_info(path: Path) -> DistInfo | None:
+    """Parse METADATA (an RFC 822 header block); None when it is missing or unreadable."""
+    try:
+        text = (path / "METADATA").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    headers = HeaderParser().parsestr(text, headersonly=True)
+    name, version = headers.get("Name"), headers.get("Version")
+    if not name or not version:
+        return None
+    try:
+        installer: str | None = (path / "INSTALLER").read_text(encoding="utf-8").strip() or None
+    except OSError:
+        installer = None
+    return DistInfo(
+        name=canonicalize_name(name),
+        version=version.strip(),
+        requires=tuple(headers.get_all("Requires-Dist") or ()),
+        installer=installer,
+        path=path,
+    )
+
+
+def parse_version_py(text: str) -> dict[str, str | None]:
+    """The string assignments of torch/version.py, read with `ast` (never executed)."""
+    fields: dict[str, str | None] = {}
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        return fields
+    for node in tree.body:
+        target: ast.expr | None = None
+        value: ast.expr | None = None
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target, value = node.targets[0], node.value
+        elif isinstance(node, ast.AnnAssign):
+            target, value = node.target, node.value
+        if (
+            isinstance(target, ast.Name)
+            and isinstance(value, ast.Constant)
+            and (isinstance(value.value, str) or value.value is None)
+        ):
+            fields[target.id] = value.value
+    return fields
+
+
+def _cuda_major_from_requires(requires: Iterable[str]) -> int | None:
+    """CUDA major from the nvidia-*/cuda-toolkit dependencies of an unlabelled Linux wheel."""
+    for line in requires:
+        try:
+            req = Requirement(line)
+        except InvalidRequirement:
+            continue
+        match = _CUDA_DEP_RE.match(canonicalize_name(req.name))
+        if not match:
+            continue
+        if match.group(1):
+            return int(match.group(1))
+        # cuda-toolkit[...]==13.0.3 (torch >= 2.14 on PyPI)
+        for spec in req.specifier:
+            head = spec.version.split(".", 1)[0]
+            if head.isdigit():
+                return int(head)
+    return None
+
+
+def _installer(value: str | None) -> Installer:
+    text = (value or "").lower()
+    for kind in (Installer.UV, Installer.CONDA, Installer.PIP):
+        if text.startswith(kind.value):
+            return kind
+    return Installer.UNKNOWN
+
+
+def _conda_torch(env_root: Path) -> tuple[str, str, str | None] | None:
+    """(version, variant, cuda) from conda-meta/pytorch-*.json, if conda installed torch."""
+    meta = env_root / "conda-meta"
+    try:
+        candidates = sorted(meta.glob("pytorch-[0-9]*.json"))
+    except OSError:
+        return None
+    for path in candidates:
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if not isinstance(record, dict) or record.get("name") != "pytorch":
+            continue
+        version = str(record.get("version", ""))
+        build = str(record.get("build", ""))
+        match = _CONDA_CUDA_RE.search(build)
+        if match:
+            cuda = f"{int(match.group(1))}.{match.group(2)}"
+            return version, cuda_variant(cuda), cuda
+        return version, "cpu", None
+    return None
+
+
+def _requires_torch(info: DistInfo) -> str | None:
+    for line in info.requires:
+        try:
+            req = Requirement(line)
+        except InvalidRequirement:
+            continue
+        if canonicalize_name(req.name) == "torch" and req.marker is None:
+            return str(req.specifier) or None
+    return None
+
+
+def _companion(site_packages: tuple[Path, ...], name: str) -> CompanionInfo | None:
+    infos = [i for p in _iter_dist_infos(site_packages, {name}) if (i := read_dist_info(p))]
+    if not infos:
+        return None
+    info = infos[0]
+    return CompanionInfo(version=info.version, requires_torch=_requires_torch(info))
+
+
+def _torch_package_dirs(site_packages: tuple[Path, ...]) -> list[Path]:
+    return [sp / "torch" for sp in site_packages if (sp / "torch").is_dir()]
+
+
+def read_build(env: PythonEnv, knowledge: Knowledge) -> BuildReading | None:
+    """The torch build in `env`, or None when torch is not installed at all.
+
+    A torch folder without consistent metadata (an interrupted install, files deleted by hand)
+    comes back as a build whose `problems` say what is wrong: the `torch-unreadable` finding.
+    """
+    site = env.site_packages
+    dist_paths = list(_iter_dist_infos(site, {"torch"}))
+    package_dirs = _torch_package_dirs(site)
+    conda = _conda_torch(env.root)
+    if not dist_paths and not package_dirs and conda is None:
+        return None
+
+    problems: list[str] = []
+    infos = [i for p in dist_paths if (i := read_dist_info(p))]
+    if len(dist_paths) > 1:
+        found = ", ".join(sorted(p.name for p in dist_paths))
+        problems.append(f"several torch installations are recorded at once ({found})")
+    if dist_paths and not infos:
+        problems.append(f"{dist_paths[0].name} has no readable METADATA")
+    info = infos[0] if infos else None
+
+    version_fields: dict[str, str | None] = {}
+    if not package_dirs:
+        if info is not None:
+            problems.append("torch is recorded as installed but its package folder is missing")
+    else:
+        version_py = package_dirs[0] / "version.py"
+        try:
+            version_fields = parse_version_py(version_py.read_text(encoding="utf-8", errors="replace"))
+        except OSError:
+            problems.append("torch/version.py is missing")
+        if not dist_paths and conda is None:
+            problems.append("the torch folder has no dist-info: an install or uninstall was interrupted")
+
+    torchvision = _companion(site, "torchvision")
+    torchaudio = _companion(site, "torchaudio")
+    file_version = version_fields.get("__version__")
+    meta_version = info.version if info else None
+    installer = _installer(info.installer if info else None)
+
+    if conda is not None and (info is None or installer in (Installer.CONDA, Installer.UNKNOWN)):
+        conda_version, conda_variant, conda_cuda = conda
+        build = TorchBuild(
+            version=conda_version,
+            variant=conda_variant,
+            cuda=version_fields.get("cuda") or conda_cuda,
+            torchvision=torchvision.version if torchvision else None,
+            torchaudio=torchaudio.version if torchaudio else None,
+            installer=Installer.CONDA,
+            variant_source=VariantSource.CONDA,
+            problems=(),
+        )
+        return BuildReading(build, torchvision, torchaudio)
+
+    if meta_version and file_version:
+        same = meta_version == file_version or (
+            "+" not in meta_version and file_version.split("+", 1)[0] == meta_version
+        )
+        if not same:
+            problems.append(
+                f"the recorded version {meta_version} does not match torch/version.py ({file_version}): "
+                "files of two installs are mixed"
+            )
+
+    # The most specific version string we have: version.py carries the label even for PyPI wheels.
+    version = file_version if file_version and "+" in file_version else (meta_version or file_version)
+    variant, cuda, source = _variant(version, version_fields, info, env.platform, knowledge)
+    build = TorchBuild(
+        version=version,
+        variant=variant,
+        cuda=cuda,
+        hip=version_fields.get("hip"),
+        torchvision=torchvision.version if torchvision else None,
+        torchaudio=torchaudio.version if torchaudio else None,
+        installer=installer,
+        variant_source=source,
+        problems=tuple(problems) if (problems or version is None) else (),
+    )
+    if version is None and not build.problems:
+        build = _with_problem(build, "neither the torch metadata nor torch/version.py names a version")
+    return BuildReading(build, torchvision, torchaudio)
+
+
+def _with_problem(build: TorchBuild, problem: str) -> TorchBuild:
+    return TorchBuild(
+        version=build.version,
+        variant=build.variant,
+        cuda=build.cuda,
+        hip=build.hip,
+        torchvision=build.torchvision,
+        torchaudio=build.torchaudio,
+        installer=build.installer,
+        variant_source=build.variant_source,
+        problems=(*build.problems, problem),
+    )
+
+
+def _variant(
+    version: str | None,
+    fields: dict[str, str | None],
+    info: DistInfo | None,
+    platform: Platform,
+    knowledge: Knowledge,
+) -> tuple[str | None, str | None, VariantSource]:
+    """(variant, cuda, how we know), from the strongest evidence available."""
+    cuda = fields.get("cuda")
+    label = local_label(version) if version else None
+    if label is not None:
+        return label, cuda or variant_cuda(label), VariantSource.LOCAL_LABEL
+    if cuda:
+        return cuda_variant(cuda), cuda, VariantSource.VERSION_PY
+    hip = fields.get("hip")
+    if hip:
+        parts = hip.split(".")
+        return f"rocm{parts[0]}.{parts[1] if len(parts) > 1 else 0}", None, VariantSource.VERSION_PY
+    if fields.get("xpu"):
+        return "xpu", None, VariantSource.VERSION_PY
+    if version is None:
+        return None, None, VariantSource.UNKNOWN
+    major = _cuda_major_from_requires(info.requires) if info else None
+    if major is not None:
+        release = knowledge.release(version)
+        default = release.pypi_linux if release else None
+        if default is not None and default.startswith(f"cu{major}"):
+            return default, variant_cuda(default), VariantSource.REQUIRES_DIST
+        return None, None, VariantSource.REQUIRES_DIST
+    if "cuda" in fields or platform in (Platform.WINDOWS, Platform.MACOS):
+        # version.py says cuda=None, or an unlabelled Windows/macOS wheel: PyPI's CPU build.
+        return "cpu", None, VariantSource.PYPI_DEFAULT if "cuda" not in fields else VariantSource.VERSION_PY
+    return "cpu", None, VariantSource.PYPI_DEFAULT

@@ -1,0 +1,43 @@
+"""Variant names: `cpu`, `cu128`, `rocm6.2`, `xpu`, and the CUDA versions they stand for."""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+_LABEL_RE: Final = re.compile(r"^(cpu|cu\d{2,3}|rocm\d+(?:\.\d+){1,2}|xpu)$")
+
+
+def local_label(version: str) -> str | None:
+    """ "2.7.1+cu128" -> "cu128"; None for a bare version or a label that is not a variant."""
+    if "+" not in version:
+        return None
+    label = version.split("+", 1)[1].lower()
+    return label if _LABEL_RE.match(label) else None
+
+
+def is_variant(text: str) -> bool:
+    return bool(_LABEL_RE.match(text))
+
+
+def variant_cuda(variant: str | None) -> str | None:
+    """ "cu128" -> "12.8", "cu118" -> "11.8"; None for cpu/rocm/xpu."""
+    if variant is None or not variant.startswith("cu"):
+        return None
+    digits = variant[2:]
+    return f"{digits[:-1]}.{digits[-1]}"
+
+
+def cuda_variant(cuda: str) -> str:
+    """ "12.8" -> "cu128"."""
+    major, _, minor = cuda.partition(".")
+    return f"cu{major}{minor[:1] or '0'}"
+
+
+def cuda_key(variant: str) -> tuple[int, int]:
+    """Sort key: cu118 < cu126 < cu128 < cu130; non-CUDA variants sort first."""
+    cuda = variant_cuda(variant)
+    if cuda is None:
+        return (0, 0)
+    major, minor = cuda.split(".")
+    return (int(major), int(minor))
