@@ -1,0 +1,683 @@
+"""The package index client: which torch / torchvision / torchaudio wheels a variant's index offers.
+
+For `--index-base BASE` and a variant (`cu128`, `cpu`, `rocm6.2`, `xpu`) the project page is
+`BASE/<variant>/<project>/`. We ask for PEP 691 JSON and accept PEP 503 HTML (download.pytorch.org
+serves HTML only); links may be relative, root-relative or absolute to another host
+(download-r2.pytorch.org), and `#sha256=` is sometimes missing, so `IndexFile.sha256` is optional
+and the installer enforces it wherever it is present.
+
+What we refuse to repeat from light-the-torch (facts/peers.md §1, §7): versions are always
+`packaging.version.Version`, never strings, and an unreachable index is an error (or a clearly
+reported cached copy), never a silent fallback to PyPI.
+
+Security: the index base and every file URL must be https; plain http only for loopback hosts
+(the test index, a local mirror). Redirects are held to the same rule. Certificates are verified
+(urllib's default context).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import ipaddress
+import json
+import os
+import re
+import socket
+import ssl
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from email.message import Message
+from html.parser import HTMLParser
+from http.client import HTTPException, HTTPMessage
+from pathlib import Path, PurePosixPath
+from typing import IO, Final, Protocol
+from urllib.parse import unquote, urldefrag, urljoin, urlsplit
+
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.tags import Tag
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+from packaging.version import InvalidVersion, Version
+
+from torchdoctor.service import paths
+from torchdoctor.service.errors import BadInputError, TorchdoctorError
+
+DEFAULT_INDEX_BASE: Final = "https://download.pytorch.org/whl"
+# PEP 691 content negotiation: JSON if the server has it, HTML otherwise.
+ACCEPT: Final = "application/vnd.pypi.simple.v1+json, text/html;q=0.1"
+JSON_TYPES: Final = frozenset(
+    {"application/vnd.pypi.simple.v1+json", "application/vnd.pypi.simple.latest+json"}
+)
+PROJECTS: Final = ("torch", "torchvision", "torchaudio")
+
+# The all-variants torch page on download.pytorch.org is several MB; anything far larger is not an index.
+_MAX_PAGE_BYTES: Final = 64 * 1024 * 1024
+_MAX_BACKOFF_S: Final = 8.0
+_MAX_RETRY_AFTER_S: Final = 10.0
+_RETRY_STATUSES: Final = frozenset({429, 500, 502, 503, 504})
+_MISSING_STATUSES: Final = frozenset({404, 410})
+_CACHE_FORMAT: Final = 1
+_SHA256_RE: Final = re.compile(r"^[0-9a-fA-F]{64}$")
+_VARIANT_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+class InsecureIndexError(BadInputError):
+    """An index or file URL that is not https (plain http is allowed only for loopback hosts)."""
+
+    code = "insecure-index"
+
+
+class IndexUnreachableError(TorchdoctorError):
+    """The index could not be reached: we are offline, or it is down, and nothing is cached."""
+
+    code = "index-unreachable"
+
+
+class IndexResponseError(TorchdoctorError):
+    """The index answered, but not with something we can use (403, a broken page, a bad hash)."""
+
+    code = "index-bad-response"
+
+
+@dataclass(frozen=True, slots=True)
+class IndexFile:
+    """One wheel the index offers, as the index describes it."""
+
+    project: str  # normalised per PEP 503: "torch", "torchvision"
+    filename: str  # "torch-2.7.1+cu128-cp312-cp312-win_amd64.whl"
+    url: str  # absolute, without the #sha256= fragment
+    version: Version
+    tags: frozenset[Tag]
+    sha256: str | None  # lower-case hex; None where the index gives no hash
+    requires_python: str | None
+    yanked: bool
+    size: int | None
+    has_metadata: bool = False  # PEP 658: the METADATA is served at `url + ".metadata"`
+    metadata_sha256: str | None = None
+
+    @property
+    def local(self) -> str | None:
+        """The local label: "cu128" for 2.7.1+cu128, None for a bare version."""
+        return self.version.local
+
+    @property
+    def public_version(self) -> Version:
+        """The release without the local label: Version("2.7.1")."""
+        return Version(self.version.public)
+
+    @property
+    def metadata_url(self) -> str | None:
+        return f"{self.url}.metadata" if self.has_metadata else None
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedPage:
+    files: tuple[IndexFile, ...]
+    notes: tuple[str, ...] = ()  # links we skipped, one sentence each
+
+
+@dataclass(frozen=True, slots=True)
+class IndexPage:
+    """A project page as fetched (or read from the cache)."""
+
+    url: str
+    files: tuple[IndexFile, ...]
+    found: bool  # False: the index has no such project for this variant (404)
+    from_cache: bool
+    stale: bool  # a cached copy past its expiry, used because the index could not be reached
+    fetched_at: float  # when the page was downloaded (epoch seconds)
+    notes: tuple[str, ...] = field(default=())
+
+
+class Response(Protocol):
+    """What we read of an HTTP response (`http.client.HTTPResponse` has all of it)."""
+
+    @property
+    def headers(self) -> Message: ...
+
+    def read(self, amt: int, /) -> bytes: ...
+
+    def geturl(self) -> str: ...
+
+    def __enter__(self) -> Response: ...
+
+    def __exit__(self, *exc: object) -> object: ...
+
+
+class Opener(Protocol):
+    """What we need of `urllib.request.OpenerDirector`; tests may hand in their own."""
+
+    def open(self, fullurl: urllib.request.Request, data: None = None, timeout: float = ...) -> Response: ...
+
+
+# --- URL rules -------------------------------------------------------------------------------
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """127.0.0.0/8, ::1 and the name localhost: traffic that never leaves this computer."""
+    if not host:
+        return False
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_url(url: str, *, what: str) -> None:
+    """Raise InsecureIndexError unless `url` is https, or plain http to a loopback host."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError as exc:
+        raise InsecureIndexError(f"The {what} {url!r} is not a valid URL ({exc}).") from exc
+    scheme = parts.scheme.lower()
+    if scheme == "https" and host:
+        return
+    if scheme == "http" and host:
+        if is_loopback_host(host):
+            return
+        raise InsecureIndexError(
+            f"The {what} {url} uses plain http; torchdoctor only downloads over https "
+            "(plain http is allowed only for this computer's loopback address).",
+            hint="use the https:// address of the index",
+        )
+    raise InsecureIndexError(
+        f"The {what} {url!r} is not an https:// URL; torchdoctor only downloads over https.",
+        hint="give the index as https://host/path, e.g. " + DEFAULT_INDEX_BASE,
+    )
+
+
+def validate_index_base(url: str) -> str:
+    """Check an `--index-base` URL and return it without the trailing slash."""
+    text = url.strip()
+    _check_url(text, what="index URL")
+    return text.rstrip("/")
+
+
+def _check_variant(variant: str) -> str:
+    if not _VARIANT_RE.match(variant):
+        raise BadInputError(f"{variant!r} is not a variant name (expected e.g. cu128, cpu, rocm6.2, xpu).")
+    return variant
+
+
+# --- parsing (pure) --------------------------------------------------------------------------
+
+
+class _LinkParser(HTMLParser):
+    """Collects `<a>` attributes and the first `<base href>`; attribute values arrive unescaped."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.base: str | None = None
+        self.anchors: list[dict[str, str | None]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            self.anchors.append(dict(attrs))
+        elif tag == "base" and self.base is None:
+            self.base = dict(attrs).get("href")
+
+
+def _split_metadata(value: object) -> tuple[bool, str | None]:
+    """PEP 658/714 `data-core-metadata` ("true" or "sha256=...") or PEP 691 `core-metadata`."""
+    if value is None or value is False:
+        return False, None
+    if isinstance(value, Mapping):
+        digest = value.get("sha256")
+        return True, digest.lower() if isinstance(digest, str) and _SHA256_RE.match(digest) else None
+    if isinstance(value, str):
+        name, _, digest = value.partition("=")
+        if name.lower() == "sha256" and _SHA256_RE.match(digest):
+            return True, digest.lower()
+        return value.strip().lower() != "false", None
+    return bool(value), None
+
+
+def _make_file(
+    project: str,
+    url: str,
+    *,
+    page_url: str,
+    sha256: str | None,
+    requires_python: str | None,
+    yanked: bool,
+    size: int | None,
+    metadata: object,
+    filename: str | None = None,
+) -> IndexFile | str | None:
+    """One link -> an IndexFile, None (not a wheel) or a note saying why it was skipped."""
+    _check_url(url, what=f"file link on {page_url}")
+    name = filename or unquote(PurePosixPath(urlsplit(url).path).name)
+    if not name.lower().endswith(".whl"):
+        return None
+    try:
+        dist, version, _build, tags = parse_wheel_filename(name)
+    except (InvalidWheelFilename, InvalidVersion) as exc:
+        return f"skipped {name}: not a valid wheel file name ({exc})"
+    if dist != project:
+        return None  # another project's file on this page (flat pages list several)
+    if sha256 is not None and not _SHA256_RE.match(sha256):
+        # A hash we cannot check is worse than none: the installer could not enforce it.
+        return f"skipped {name}: the index gives a malformed sha256 ({sha256!r})"
+    has_metadata, metadata_sha256 = _split_metadata(metadata)
+    return IndexFile(
+        project=project,
+        filename=name,
+        url=url,
+        version=version,
+        tags=frozenset(tags),
+        sha256=sha256.lower() if sha256 else None,
+        requires_python=requires_python.strip() if requires_python and requires_python.strip() else None,
+        yanked=yanked,
+        size=size,
+        has_metadata=has_metadata,
+        metadata_sha256=metadata_sha256,
+    )
+
+
+def _collect(results: Iterable[IndexFile | str | None]) -> ParsedPage:
+    files: list[IndexFile] = []
+    notes: list[str] = []
+    for item in results:
+        if isinstance(item, IndexFile):
+            files.append(item)
+        elif isinstance(item, str):
+            notes.append(item)
+    return ParsedPage(tuple(files), tuple(notes))
+
+
+def parse_simple_html(body: str, page_url: str, project: str) -> ParsedPage:
+    """Parse a PEP 503 project page. Relative hrefs resolve against `<base href>` or `page_url`."""
+    parser = _LinkParser()
+    parser.feed(body)
+    parser.close()
+    base = urljoin(page_url, parser.base) if parser.base else page_url
+    name = canonicalize_name(project)
+
+    def links() -> Iterable[IndexFile | str | None]:
+        for attrs in parser.anchors:
+            href = attrs.get("href")
+            if not href:
+                continue
+            url, fragment = urldefrag(urljoin(base, href.strip()))
+            algo, _, digest = fragment.partition("=")
+            yield _make_file(
+                name,
+                url,
+                page_url=page_url,
+                sha256=digest if algo.lower() == "sha256" else None,
+                requires_python=attrs.get("data-requires-python"),
+                yanked="data-yanked" in attrs,
+                size=None,
+                metadata=attrs.get("data-core-metadata", attrs.get("data-dist-info-metadata")),
+            )
+
+    return _collect(links())
+
+
+def parse_simple_json(body: str, page_url: str, project: str) -> ParsedPage:
+    """Parse a PEP 691 project page (api-version 1.x)."""
+
+    def bad(why: str) -> IndexResponseError:
+        return IndexResponseError(f"The index page {page_url} is not PEP 691 JSON we can read: {why}.")
+
+    try:
+        data = json.loads(body)
+    except ValueError as exc:
+        raise bad(str(exc)) from exc
+    if not isinstance(data, dict) or not isinstance(data.get("files"), list):
+        raise bad("no 'files' list")
+    meta = data.get("meta")
+    api = meta.get("api-version") if isinstance(meta, dict) else None
+    if isinstance(api, str) and not api.startswith("1."):
+        raise bad(f"api-version {api} (we read 1.x)")
+    name = canonicalize_name(project)
+
+    def links() -> Iterable[IndexFile | str | None]:
+        for entry in data["files"]:
+            if not isinstance(entry, dict) or not isinstance(entry.get("url"), str):
+                raise bad("a file entry without a url")
+            hashes = entry.get("hashes")
+            digest = hashes.get("sha256") if isinstance(hashes, dict) else None
+            requires = entry.get("requires-python")
+            size = entry.get("size")
+            filename = entry.get("filename")
+            yield _make_file(
+                name,
+                urldefrag(urljoin(page_url, entry["url"]))[0],
+                page_url=page_url,
+                sha256=digest if isinstance(digest, str) else None,
+                requires_python=requires if isinstance(requires, str) else None,
+                # PEP 691: `yanked` is a bool or the reason (a non-empty string means yanked)
+                yanked=bool(entry.get("yanked")),
+                size=size if isinstance(size, int) and not isinstance(size, bool) else None,
+                metadata=entry.get("core-metadata", entry.get("dist-info-metadata")),
+                filename=filename if isinstance(filename, str) else None,
+            )
+
+    return _collect(links())
+
+
+def parse_page(body: str, content_type: str, page_url: str, project: str) -> ParsedPage:
+    """Pick the parser by the response's content type (PEP 691 JSON, else PEP 503 HTML)."""
+    mime = content_type.split(";", 1)[0].strip().lower()
+    if mime in JSON_TYPES or (mime == "application/json" and body.lstrip().startswith("{")):
+        return parse_simple_json(body, page_url, project)
+    return parse_simple_html(body, page_url, project)
+
+
+def compatible(files: Iterable[IndexFile], tags: Sequence[Tag], python_version: str) -> tuple[IndexFile, ...]:
+    """The files that install into an interpreter with these tags and this Python version.
+
+    Keeps the input order. Yanked files are dropped (PEP 592: only an exact pin may pick them, and
+    we never want one). An unreadable `Requires-Python` does not exclude a file (pip's behaviour).
+    """
+    supported = frozenset(tags)
+    python = Version(python_version)
+    kept: list[IndexFile] = []
+    for item in files:
+        if item.yanked or not (item.tags & supported):
+            continue
+        if item.requires_python is not None:
+            try:
+                if not SpecifierSet(item.requires_python).contains(python, prereleases=True):
+                    continue
+            except InvalidSpecifier:
+                pass
+        kept.append(item)
+    return tuple(kept)
+
+
+# --- fetching --------------------------------------------------------------------------------
+
+
+class _SafeRedirectHandler(urllib.request.HTTPRedirectHandler):
+    """Follow redirects only to URLs we would accept in the first place (no https -> http)."""
+
+    def redirect_request(  # noqa: PLR0917 - urllib's signature
+        self,
+        req: urllib.request.Request,
+        fp: IO[bytes],
+        code: int,
+        msg: str,
+        headers: HTTPMessage,
+        newurl: str,
+    ) -> urllib.request.Request | None:
+        _check_url(newurl, what=f"redirect target of {req.full_url}")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def default_opener(base_url: str) -> urllib.request.OpenerDirector:
+    """urllib with safe redirects; proxies from the environment except for loopback indexes."""
+    handlers: list[urllib.request.BaseHandler] = [_SafeRedirectHandler()]
+    if is_loopback_host(urlsplit(base_url).hostname):
+        handlers.append(urllib.request.ProxyHandler({}))  # a proxy cannot reach our own loopback
+    return urllib.request.build_opener(*handlers)
+
+
+def _user_agent() -> str:
+    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415 - only on first use
+
+    try:
+        return f"torchdoctor/{version('torchdoctor')}"
+    except PackageNotFoundError:
+        return "torchdoctor"
+
+
+@dataclass(frozen=True, slots=True)
+class _Fetched:
+    status: int  # 200, or 404/410 for "no such project"
+    final_url: str
+    content_type: str
+    body: str
+    fetched_at: float
+
+
+class _Retryable(Exception):
+    """One failed attempt that another attempt may fix; `reason` is said to the user."""
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+def _describe(exc: BaseException) -> str:
+    """Turn a network exception into a few words a person understands."""
+    reason: object = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+    if isinstance(reason, socket.gaierror):
+        return "the host name could not be resolved"
+    if isinstance(reason, TimeoutError):
+        return "the connection timed out"
+    if isinstance(reason, ConnectionRefusedError):
+        return "the connection was refused"
+    if isinstance(reason, ConnectionResetError):
+        return "the connection was reset"
+    if isinstance(reason, ssl.SSLCertVerificationError):
+        return f"its TLS certificate could not be verified ({reason.verify_message})"
+    if isinstance(reason, HTTPException):
+        return f"the connection broke off ({type(reason).__name__})"
+    return str(reason) or type(reason).__name__
+
+
+def _age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{max(seconds, 0):.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.0f} h"
+    return f"{seconds / 86400:.0f} days"
+
+
+class IndexClient:
+    """Lists the wheels on `BASE/<variant>/<project>/`, with retries, backoff and an on-disk cache.
+
+    `cache_dir` is the folder the pages are kept in (default: `paths.cache_dir()/index`). A cached
+    page younger than `cache_ttl` seconds is used without asking the network; an older one is used
+    only when the index cannot be reached, and then `notes` says so.
+    """
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_INDEX_BASE,
+        *,
+        cache_dir: Path | None = None,
+        timeout: float = 15.0,
+        retries: int = 2,
+        cache_ttl: float = 3600.0,
+        opener: Opener | None = None,
+        backoff: float = 0.5,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.base_url = validate_index_base(base_url)
+        self.timeout = timeout
+        self.retries = max(0, retries)
+        self.cache_ttl = cache_ttl
+        self.backoff = backoff
+        self._cache_dir = cache_dir
+        self._opener: Opener = opener if opener is not None else default_opener(self.base_url)
+        self._sleep = sleep
+        self._notes: list[str] = []
+        self._user_agent = _user_agent()
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """Everything worth telling the user about the pages fetched so far (stale cache, skips)."""
+        return tuple(self._notes)
+
+    @property
+    def cache_dir(self) -> Path:
+        return self._cache_dir if self._cache_dir is not None else paths.cache_dir() / "index"
+
+    def page_url(self, variant: str, project: str) -> str:
+        return f"{self.base_url}/{_check_variant(variant)}/{canonicalize_name(project)}/"
+
+    def list_files(self, variant: str, project: str) -> tuple[IndexFile, ...]:
+        """The wheels of `project` on the `variant` index; empty when the index has no such project."""
+        return self.fetch_page(variant, project).files
+
+    def fetch_page(self, variant: str, project: str) -> IndexPage:
+        url = self.page_url(variant, project)
+        now = time.time()
+        cached = self._read_cache(url)
+        if cached is not None and now - cached.fetched_at < self.cache_ttl:
+            return self._page(url, project, cached, from_cache=True, stale=False)
+        try:
+            fetched = self._fetch(url)
+        except IndexUnreachableError as exc:
+            if cached is None:
+                raise
+            note = (
+                f"{exc.message} Using the copy of {url} cached {_age(now - cached.fetched_at)} ago; "
+                "it may miss newer releases."
+            )
+            return self._page(url, project, cached, from_cache=True, stale=True, extra_notes=(note,))
+        page = self._page(url, project, fetched, from_cache=False, stale=False)
+        self._write_cache(url, fetched)  # only pages we could read: never cache a broken one
+        return page
+
+    def _page(
+        self,
+        url: str,
+        project: str,
+        fetched: _Fetched,
+        *,
+        from_cache: bool,
+        stale: bool,
+        extra_notes: tuple[str, ...] = (),
+    ) -> IndexPage:
+        if fetched.status in _MISSING_STATUSES:
+            parsed = ParsedPage(())
+        else:
+            parsed = parse_page(fetched.body, fetched.content_type, fetched.final_url, project)
+        notes = extra_notes + tuple(f"{url}: {n}" for n in parsed.notes)
+        self._notes.extend(notes)
+        return IndexPage(
+            url=url,
+            files=parsed.files,
+            found=fetched.status not in _MISSING_STATUSES,
+            from_cache=from_cache,
+            stale=stale,
+            fetched_at=fetched.fetched_at,
+            notes=notes,
+        )
+
+    def _fetch(self, url: str) -> _Fetched:
+        attempts = self.retries + 1
+        last = ""
+        for attempt in range(attempts):
+            if attempt:
+                self._sleep(min(self.backoff * 2 ** (attempt - 1), _MAX_BACKOFF_S))
+            try:
+                return self._fetch_once(url)
+            except _Retryable as exc:
+                last = exc.reason
+                if exc.retry_after and attempt + 1 < attempts:
+                    self._sleep(min(exc.retry_after, _MAX_RETRY_AFTER_S))
+        tries = "once" if attempts == 1 else f"{attempts} times"
+        raise IndexUnreachableError(
+            f"Could not reach the package index at {url} (tried {tries}; {last}): "
+            "this computer seems to be offline, or the index is down.",
+            hint="check the network connection or proxy settings and try again later; "
+            "--index-base URL points torchdoctor at a mirror",
+        )
+
+    def _fetch_once(self, url: str) -> _Fetched:
+        # S310: `url` passed _check_url (https, or http to loopback) in validate_index_base.
+        request = urllib.request.Request(url, headers={"Accept": ACCEPT, "User-Agent": self._user_agent})  # noqa: S310
+        try:
+            with self._opener.open(request, timeout=self.timeout) as response:
+                body = response.read(_MAX_PAGE_BYTES + 1)
+                final_url = response.geturl() or url
+                content_type = response.headers.get("Content-Type", "text/html")
+                charset = response.headers.get_content_charset() or "utf-8"
+        except urllib.error.HTTPError as exc:
+            with contextlib.closing(exc):
+                if exc.code in _MISSING_STATUSES:
+                    return _Fetched(exc.code, url, "", "", time.time())
+                if exc.code in _RETRY_STATUSES:
+                    raise _Retryable(
+                        f"the server answered {exc.code} {exc.reason}", _retry_after(exc.headers)
+                    ) from exc
+                raise IndexResponseError(
+                    f"The package index refused {url}: {exc.code} {exc.reason}.",
+                    hint="check the --index-base URL and the variant name",
+                ) from exc
+        except urllib.error.URLError as exc:
+            if isinstance(exc.reason, ssl.SSLCertVerificationError):
+                # Not worth retrying, and worth saying differently: a proxy or a wrong clock.
+                raise IndexUnreachableError(
+                    f"Could not reach the package index at {url}: {_describe(exc)}.",
+                    hint="a proxy that rewrites TLS, or a wrong system clock, often causes this",
+                ) from exc
+            raise _Retryable(_describe(exc)) from exc
+        except (TimeoutError, ConnectionError, HTTPException) as exc:
+            raise _Retryable(_describe(exc)) from exc
+        if len(body) > _MAX_PAGE_BYTES:
+            raise IndexResponseError(f"The index page {url} is larger than {_MAX_PAGE_BYTES} bytes.")
+        _check_url(final_url, what="index page")
+        text = body.decode(charset, errors="replace")
+        return _Fetched(200, final_url, content_type, text, time.time())
+
+    # The cache: one JSON file per page URL, written atomically so a reader never sees half a page.
+
+    def _cache_path(self, url: str) -> Path:
+        return self.cache_dir / (hashlib.sha256(url.encode()).hexdigest()[:40] + ".json")
+
+    def _read_cache(self, url: str) -> _Fetched | None:
+        path = self._cache_path(url)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        try:
+            if data["format"] != _CACHE_FORMAT or data["url"] != url:
+                return None
+            fetched = _Fetched(
+                int(data["status"]),
+                str(data["final_url"]),
+                str(data["content_type"]),
+                str(data["body"]),
+                float(data["fetched_at"]),
+            )
+            _check_url(fetched.final_url, what="cached index page")
+        except (KeyError, TypeError, ValueError, InsecureIndexError):
+            return None  # a damaged or foreign cache file is just a miss
+        return fetched
+
+    def _write_cache(self, url: str, fetched: _Fetched) -> None:
+        path = self._cache_path(url)
+        record = {
+            "format": _CACHE_FORMAT,
+            "url": url,
+            "status": fetched.status,
+            "final_url": fetched.final_url,
+            "content_type": fetched.content_type,
+            "fetched_at": fetched.fetched_at,
+            "body": fetched.body,
+        }
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps(record), encoding="utf-8")
+            tmp.replace(path)
+        except OSError as exc:
+            self._notes.append(f"could not cache {url} in {path.parent}: {exc.strerror or exc}")
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+
+def _retry_after(headers: Message | None) -> float | None:
+    value = headers.get("Retry-After") if headers is not None else None
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None  # an HTTP date; the backoff will do
