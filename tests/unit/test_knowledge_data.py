@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -84,12 +85,12 @@ def test_torchaudio_is_frozen_at_the_stable_abi_release_from_2_12(kn: Knowledge)
 
 
 def test_every_entry_cites_a_known_source() -> None:
-    raw = builtin_raw()
-    keys = set(raw["sources"])  # type: ignore[arg-type]
+    raw: dict[str, Any] = builtin_raw()
+    keys = set(raw["sources"])
     cited: list[str] = []
     for table in ("cuda_majors", "cuda", "releases"):
-        cited += [entry["source"] for entry in raw[table].values()]  # type: ignore[attr-defined]
-    cited += [entry["source"] for entry in raw["arch_lists"]]  # type: ignore[attr-defined]
+        cited += [entry["source"] for entry in raw[table].values()]
+    cited += [entry["source"] for entry in raw["arch_lists"]]
     for source in cited:
         assert any(key in source for key in keys), f"unknown source: {source}"
 

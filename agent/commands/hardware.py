@@ -1,0 +1,88 @@
+"""`torchdoctor hardware [--json] [--hardware FILE]`: what the probe sees.
+
+The JSON is a valid `--hardware FILE`, so a bug report can carry the reporter's machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Final, TextIO
+
+from torchdoctor.agent.output import paint, use_colour, write_json
+from torchdoctor.service.errors import EXIT_OK
+from torchdoctor.service.hardware import STATE_SUMMARY, hardware_to_json, resolve_hardware
+from torchdoctor.service.models import Hardware, HardwareSource, ProbeState
+
+_SOURCE_TEXT: Final = {
+    HardwareSource.NVML: "NVML (the NVIDIA driver's management library)",
+    HardwareSource.NVIDIA_SMI: "nvidia-smi",
+    HardwareSource.FILE: "a hardware file (not this machine's driver)",
+    HardwareSource.NONE: "nothing answered",
+}
+
+_STATE_COLOUR: Final = {
+    ProbeState.OK: "green",
+    ProbeState.NO_GPU: "yellow",
+    ProbeState.PARTIAL: "yellow",
+    ProbeState.NO_DRIVER: "red",
+    ProbeState.RESTART_NEEDED: "red",
+    ProbeState.ERROR: "red",
+}
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "hardware",
+        help="show the NVIDIA driver and GPUs the probe sees",
+        description=(
+            "Show the NVIDIA driver, the newest CUDA it supports, and each GPU's compute capability "
+            "and memory. The --json output is a valid --hardware file."
+        ),
+    )
+    parser.add_argument("--json", action="store_true", help="write JSON instead of text")
+    parser.add_argument(
+        "--hardware",
+        type=Path,
+        metavar="FILE",
+        help="read this hardware file instead of probing (also: $TORCHDOCTOR_HARDWARE)",
+    )
+    parser.set_defaults(handler=run)
+
+
+def render(hw: Hardware, *, colour: bool) -> list[str]:
+    """The text report, one line per fact; pure, so tests read it without a terminal."""
+    driver = hw.driver_version or "unknown"
+    cuda = (
+        f"supports CUDA up to {hw.cuda_driver_version}" if hw.cuda_driver_version else "CUDA version unknown"
+    )
+    lines = [
+        f"Source:  {_SOURCE_TEXT[hw.source]}",
+        f"Driver:  {driver} ({cuda})" if hw.driver_version else f"Driver:  {driver}",
+    ]
+    if hw.gpus:
+        for gpu in hw.gpus:
+            cc = (
+                f"compute capability {gpu.compute_capability}"
+                if gpu.compute_capability
+                else "compute capability unknown"
+            )
+            memory = f", {gpu.memory_mib} MiB" if gpu.memory_mib is not None else ""
+            lines.append(f"GPU {gpu.index}:   {gpu.name} ({cc}{memory})")
+    else:
+        lines.append("GPUs:    none found")
+    lines.append(f"State:   {paint(STATE_SUMMARY[hw.state], _STATE_COLOUR[hw.state], colour)}")
+    lines.extend(f"  - {note}" for note in hw.notes)
+    return lines
+
+
+def run(args: argparse.Namespace, stream: TextIO | None = None) -> int:
+    out = stream if stream is not None else sys.stdout
+    hw = resolve_hardware(args.hardware)
+    if args.json:
+        write_json(hardware_to_json(hw), out)
+    else:
+        for line in render(hw, colour=use_colour(out)):
+            out.write(line + "\n")
+    return EXIT_OK
