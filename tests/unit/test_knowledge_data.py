@@ -68,12 +68,12 @@ def test_every_release_has_its_pairing_and_patch_pairs_agree_with_it(kn: Knowled
         if rel.pypi_linux is not None:
             assert rel.pypi_linux in rel.variants, rel.minor
     for torch_version, pair in kn.patch_pairs.items():
-        rel = kn.release(torch_version)
-        assert rel is not None, torch_version
+        paired = kn.release(torch_version)
+        assert paired is not None, torch_version
         if "torchvision" in pair:
-            assert release_minor(pair["torchvision"]) == rel.torchvision, torch_version
+            assert release_minor(pair["torchvision"]) == paired.torchvision, torch_version
         if "torchaudio" in pair:
-            assert release_minor(pair["torchaudio"]) == rel.torchaudio, torch_version
+            assert release_minor(pair["torchaudio"]) == paired.torchaudio, torch_version
 
 
 def test_torchaudio_is_frozen_at_the_stable_abi_release_from_2_12(kn: Knowledge) -> None:
