@@ -1,0 +1,323 @@
+"""Choosing the torch build to install: a pure policy over what the index publishes.
+
+The policy, in order (issue #3):
+  (a) keep the installed torch release when a fitting build of it is published for this
+      environment's Python and platform; else take the newest release that has a fitting build;
+  (b) for that release, the newest CUDA variant that fits fully, else the newest that fits;
+  (c) the companions the environment already has, at their paired versions, from the same variant;
+  (d) no NVIDIA GPU: the CPU build;
+  (e) an NVIDIA GPU but no fitting build: refuse, saying why, and name the CPU build as a choice
+      the user can make — never pick it silently.
+`gather` does the I/O (index pages); `choose_torch` and `choose_companions` decide.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from packaging.tags import Tag
+from packaging.version import Version
+
+from torchdoctor.service.builds import BuildReading
+from torchdoctor.service.diagnose import gpu_words
+from torchdoctor.service.errors import TorchdoctorError
+from torchdoctor.service.fit import DriverLevel, Fit, FitLevel, build_fit, driver_verdict
+from torchdoctor.service.index import IndexFile
+from torchdoctor.service.knowledge import Knowledge, release_minor
+from torchdoctor.service.models import Hardware, ProbeState
+from torchdoctor.service.variants import cuda_key, variant_cuda
+
+COMPANIONS = ("torchvision", "torchaudio")
+
+
+class PlanRefusedError(TorchdoctorError):
+    """No published build fits this machine (exit 1): the message says why."""
+
+    code = "plan-refused"
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """The torch build chosen for an environment."""
+
+    variant: str
+    file: IndexFile
+    fit: Fit | None  # None for the CPU build
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    environment: Path
+    variant: str
+    index_url: str
+    torch: IndexFile
+    companions: tuple[IndexFile, ...]
+    reason: str
+    notes: tuple[str, ...] = ()
+    current: str | None = None  # the torch version installed now
+
+    @property
+    def files(self) -> tuple[IndexFile, ...]:
+        return (self.torch, *self.companions)
+
+    @property
+    def requirements(self) -> tuple[str, ...]:
+        return tuple(f"{f.project}=={f.version}" for f in self.files)
+
+    @property
+    def changes_nothing(self) -> bool:
+        return self.current is not None and self.current == str(self.torch.version)
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """The wheels each variant's index offers that install into the target environment."""
+
+    files: Mapping[str, Mapping[str, tuple[IndexFile, ...]]] = field(
+        default_factory=dict
+    )  # variant -> project
+
+    def of(self, variant: str, project: str) -> tuple[IndexFile, ...]:
+        return self.files.get(variant, {}).get(project, ())
+
+
+def _best_file(files: Sequence[IndexFile], tags: Sequence[Tag]) -> IndexFile:
+    """Among files of one version, the one whose best tag the interpreter prefers most."""
+    rank = {tag: i for i, tag in enumerate(tags)}
+
+    def score(f: IndexFile) -> int:
+        return min((rank[t] for t in f.tags if t in rank), default=len(rank))
+
+    return min(files, key=score)
+
+
+def _releases(files: Sequence[IndexFile], variant: str) -> dict[Version, list[IndexFile]]:
+    """Final releases with this variant's local label, newest first."""
+    by_version: dict[Version, list[IndexFile]] = {}
+    for f in files:
+        if f.local != variant or f.version.is_prerelease or f.version.is_devrelease:
+            continue
+        by_version.setdefault(f.public_version, []).append(f)
+    return dict(sorted(by_version.items(), reverse=True))
+
+
+def candidate_variants(knowledge: Knowledge, hardware: Hardware) -> tuple[str, ...]:
+    """The CUDA variants worth asking the index about: those whose driver floor the driver meets.
+
+    Asking only these keeps `plan` to a handful of requests; arch coverage is judged per release
+    later, because it differs between releases of one variant (cu128 in 2.7 vs 2.8).
+    """
+    variants = {v for rel in knowledge.releases.values() for v in rel.variants if v.startswith("cu")}
+    keep = []
+    for variant in variants:
+        cuda = variant_cuda(variant)
+        if cuda is None:
+            continue
+        if driver_verdict(knowledge, cuda, hardware).level is not DriverLevel.TOO_OLD:
+            keep.append(variant)
+    return tuple(sorted(keep, key=cuda_key, reverse=True))
+
+
+def _level_rank(fit: Fit) -> int:
+    return {FitLevel.FULL: 2, FitLevel.MINOR_COMPAT: 1, FitLevel.NONE: 0}[fit.level]
+
+
+def choose_torch(
+    *,
+    installed: BuildReading | None,
+    hardware: Hardware,
+    knowledge: Knowledge,
+    published: Published,
+    tags: Sequence[Tag],
+) -> Choice:
+    """Apply (a), (b), (d) and (e); raises PlanRefusedError when nothing fits."""
+    current_release = installed.build.release if installed and installed.build.version else None
+    current = Version(current_release) if current_release else None
+
+    if (
+        hardware.state in (ProbeState.NO_DRIVER, ProbeState.RESTART_NEEDED, ProbeState.ERROR)
+        and not hardware.gpus
+    ):
+        raise PlanRefusedError(
+            "the GPU driver could not be read, so no build can be chosen safely",
+            hint="run `torchdoctor hardware` to see why (a restart after a driver update fixes most cases)",
+        )
+
+    if not hardware.has_nvidia_gpu:
+        releases = _releases(published.of("cpu", "torch"), "cpu")
+        if not releases:
+            raise PlanRefusedError("the index publishes no CPU build of torch for this environment's Python")
+        version = current if current in releases else next(iter(releases))
+        kept = "keeps" if version == current else "installs"
+        reason = f"No NVIDIA GPU was found, so this {kept} torch {version} as the CPU build."
+        return Choice("cpu", _best_file(releases[version], tags), None, reason)
+
+    # Every published (release, CUDA variant) with its fit.
+    options: dict[Version, list[tuple[str, Fit, list[IndexFile]]]] = {}
+    for variant in published.files:
+        if not variant.startswith("cu"):
+            continue
+        for version, files in _releases(published.of(variant, "torch"), variant).items():
+            fit = build_fit(knowledge, str(version), variant, hardware)
+            options.setdefault(version, []).append((variant, fit, files))
+
+    fitting = {v: [o for o in opts if o[1].level is not FitLevel.NONE] for v, opts in options.items()}
+    fitting = {v: opts for v, opts in fitting.items() if opts}
+    if not fitting:
+        raise PlanRefusedError(_refusal(hardware, knowledge, options), hint=_cpu_hint())
+
+    if current is not None and current in fitting:
+        version, why = current, f"keeps torch {current}"
+    else:
+        version = max(fitting)
+        if current is None:
+            why = f"installs torch {version}, the newest release with a build that fits"
+        else:
+            why = f"moves to torch {version} because no published build of torch {current} fits"
+    best = max(fitting[version], key=lambda o: (_level_rank(o[1]), cuda_key(o[0])))
+    variant, fit, files = best
+    how = "fits fully" if fit.level is FitLevel.FULL else "runs through CUDA minor-version compatibility"
+    reason = (
+        f"This {why}, as the {variant} build: the newest CUDA variant of it that covers the "
+        f"{gpu_words(hardware.gpus)} and {how} with driver {hardware.driver_version or 'as reported'}."
+    )
+    return Choice(variant, _best_file(files, tags), fit, reason)
+
+
+def _cpu_hint() -> str:
+    return (
+        "the CPU build runs without the GPU if you choose it: "
+        "pip install torch --index-url https://download.pytorch.org/whl/cpu"
+    )
+
+
+def _refusal(
+    hardware: Hardware,
+    knowledge: Knowledge,
+    options: Mapping[Version, list[tuple[str, Fit, list[IndexFile]]]],
+) -> str:
+    gpus = gpu_words(hardware.gpus)
+    if not options:
+        return (
+            "no CUDA build of torch published for this environment's Python runs with "
+            f"driver {hardware.driver_version} on the {gpus}"
+        )
+    newest = max(options)
+    reasons = []
+    for variant, fit, _ in sorted(options[newest], key=lambda o: cuda_key(o[0]), reverse=True):
+        if fit.driver.level is DriverLevel.TOO_OLD:
+            reasons.append(f"{variant} needs driver {fit.driver.floor.mvc} or newer")
+        elif fit.uncovered:
+            reasons.append(f"{variant} has no code for the {gpu_words(fit.uncovered)}")
+    detail = "; ".join(reasons) if reasons else "none of its builds fits"
+    return (
+        f"no published build of torch fits the {gpus} with driver {hardware.driver_version} "
+        f"(torch {newest}: {detail})"
+    )
+
+
+def choose_companions(
+    *,
+    choice: Choice,
+    installed: BuildReading | None,
+    knowledge: Knowledge,
+    published: Published,
+    tags: Sequence[Tag],
+    requirement_ok: Callable[[IndexFile, Version], bool] | None = None,
+) -> tuple[tuple[IndexFile, ...], tuple[str, ...]]:
+    """(c): the companions the environment has, paired with the chosen torch, from its variant.
+
+    `requirement_ok(file, torch_version)` may check a candidate's own declared torch requirement
+    (PEP 658 metadata) when the knowledge has no pairing for this release.
+    """
+    if installed is None:
+        return (), ()
+    torch_version = choice.file.public_version
+    chosen: list[IndexFile] = []
+    notes: list[str] = []
+    for project in COMPANIONS:
+        if getattr(installed, project) is None:
+            continue
+        releases = _releases(published.of(choice.variant, project), choice.variant)
+        if not releases:
+            notes.append(
+                f"{project} is not published for {choice.variant} for this Python; it was left as it is"
+            )
+            continue
+        wanted = knowledge.paired_patch(str(torch_version), project)
+        pick: Version | None = None
+        if wanted is not None and Version(wanted) in releases:
+            pick = Version(wanted)
+        else:
+            for version in releases:
+                if _pairs(project, version, torch_version, knowledge) and (
+                    requirement_ok is None
+                    or requirement_ok(_best_file(releases[version], tags), torch_version)
+                ):
+                    pick = version
+                    break
+        if pick is None:
+            notes.append(
+                f"no {project} paired with torch {torch_version} is published for {choice.variant}; "
+                "it was left as it is"
+            )
+            continue
+        chosen.append(_best_file(releases[pick], tags))
+    return tuple(chosen), tuple(notes)
+
+
+def _pairs(project: str, version: Version, torch_version: Version, knowledge: Knowledge) -> bool:
+    """Whether a companion release belongs with this torch by the minor-line rules."""
+    line = release_minor(str(version))
+    release = knowledge.release(str(torch_version))
+    if project == "torchvision":
+        if release is not None:
+            return line == release.torchvision
+        # Every 2.x release so far pairs torchvision 0.(minor+15); only a guess for unknown releases,
+        # so `requirement_ok` (the wheel's own metadata) is consulted as well.
+        return line == f"0.{torch_version.minor + 15}"
+    if torch_version >= knowledge.torchaudio_stable_abi_from:
+        return version >= knowledge.torchaudio_stable_abi_from and version <= torch_version
+    return release is not None and line == release.torchaudio
+
+
+def build_plan(
+    *,
+    environment: Path,
+    choice: Choice,
+    companions: tuple[IndexFile, ...],
+    notes: tuple[str, ...],
+    index_base: str,
+    installed: BuildReading | None,
+) -> Plan:
+    current = installed.build.version if installed else None
+    return Plan(
+        environment=environment,
+        variant=choice.variant,
+        index_url=f"{index_base.rstrip('/')}/{choice.variant}",
+        torch=choice.file,
+        companions=companions,
+        reason=choice.reason,
+        notes=notes,
+        current=current,
+    )
+
+
+def plan_to_json(plan: Plan) -> dict[str, object]:
+    """The `plan --json` document (DESIGN.md), plus the files with their hashes and sizes."""
+    return {
+        "environment": str(plan.environment),
+        "variant": plan.variant,
+        "index_url": plan.index_url,
+        "requirements": list(plan.requirements),
+        "reason": plan.reason,
+        "notes": list(plan.notes),
+        "current": plan.current,
+        "files": [
+            {"project": f.project, "filename": f.filename, "url": f.url, "sha256": f.sha256, "size": f.size}
+            for f in plan.files
+        ],
+    }
