@@ -50,3 +50,15 @@ def table(
         cells = [cell + " " * (widths[i] - len(prow[i])) for i, cell in enumerate(row)]
         lines.append("  ".join(cells).rstrip())
     return lines
+
+
+def human_size(size: int | None) -> str:
+    """1536 -> "1.5 KiB"; None -> "size unknown"."""
+    if size is None:
+        return "size unknown"
+    value = float(size)
+    for unit in ("B", "KiB", "MiB"):
+        if value < 1024:
+            return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"

@@ -1,0 +1,151 @@
+"""`torchdoctor check`: every environment's torch build against this machine's GPU and driver."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from torchdoctor.agent.output import paint, table, use_colour, write_json
+from torchdoctor.service.check import check_to_json, run_check
+from torchdoctor.service.config import load_settings
+from torchdoctor.service.environments import collect_environments, environment_from_path
+from torchdoctor.service.errors import EXIT_ATTENTION, EXIT_OK
+from torchdoctor.service.hardware import resolve_hardware
+from torchdoctor.service.knowledge import load_knowledge
+from torchdoctor.service.models import CheckReport, EnvReport, EnvStatus, Hardware, OverallStatus, Severity
+
+_STATUS_COLOUR = {
+    EnvStatus.OK: "green",
+    EnvStatus.WARN: "yellow",
+    EnvStatus.BROKEN: "red",
+    EnvStatus.NO_TORCH: "dim",
+}
+_SEVERITY_COLOUR = {Severity.ERROR: "red", Severity.WARN: "yellow", Severity.INFO: "cyan"}
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser(
+        "check",
+        help="diagnose every Python environment's torch build",
+        description="Diagnose every Python environment's torch build against this machine's GPU and driver.",
+    )
+    add_target_arguments(parser)
+    parser.add_argument("--json", action="store_true", help="print the DESIGN.md JSON document")
+    parser.set_defaults(handler=handle)
+
+
+def add_target_arguments(parser: argparse.ArgumentParser) -> None:
+    """--hardware / --env / --no-discover, shared by check and tray."""
+    parser.add_argument(
+        "--hardware", type=Path, metavar="FILE", help="use this hardware JSON instead of probing"
+    )
+    parser.add_argument(
+        "--env",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="an environment's root or python executable (repeatable)",
+    )
+    parser.add_argument(
+        "--no-discover", action="store_true", help="check only the --env environments and config.toml's"
+    )
+
+
+def collect(args: argparse.Namespace) -> CheckReport:
+    """Hardware, environments and knowledge from the arguments, then the check itself."""
+    knowledge = load_knowledge()
+    settings = load_settings()
+    hardware = resolve_hardware(args.hardware)
+    # --env paths must be environments (exit 2 otherwise); config.toml's and discovered ones that
+    # turn out unreadable only become notes.
+    explicit = [environment_from_path(p) for p in args.env]
+    others = collect_environments(settings, (), discover=not args.no_discover)
+    return run_check(hardware, explicit, others.environments, knowledge, others.notes)
+
+
+def handle(args: argparse.Namespace) -> int:
+    report = collect(args)
+    if args.json:
+        write_json(check_to_json(report))
+    else:
+        render(report, sys.stdout)
+    return EXIT_OK if report.status is OverallStatus.OK else EXIT_ATTENTION
+
+
+def hardware_line(hw: Hardware) -> str:
+    if not hw.gpus:
+        driver = f" (driver {hw.driver_version})" if hw.driver_version else ""
+        return f"No NVIDIA GPU found{driver}."
+    gpus = []
+    for gpu in hw.gpus:
+        facts = []
+        if gpu.compute_capability:
+            facts.append(f"sm_{gpu.compute_capability.sm}")
+        if gpu.memory_mib:
+            facts.append(f"{gpu.memory_mib / 1024:.0f} GiB")
+        gpus.append(f"{gpu.name} ({', '.join(facts)})" if facts else gpu.name)
+    driver = f"driver {hw.driver_version or 'unknown'}"
+    if hw.cuda_driver_version:
+        driver += f", supports CUDA {hw.cuda_driver_version}"
+    return f"GPU: {'; '.join(gpus)} | {driver}"
+
+
+def _torch_cell(report: EnvReport) -> str:
+    build = report.torch
+    if build is None:
+        return "-"
+    text = build.version or "unreadable"
+    if build.torchvision:
+        text += f" | vision {build.torchvision}"
+    if build.torchaudio:
+        text += f" | audio {build.torchaudio}"
+    return text
+
+
+def render(report: CheckReport, out: TextIO) -> None:
+    colour = use_colour(out)
+    print(hardware_line(report.hardware), file=out)
+    for note in report.hardware.notes:
+        print(paint(f"  note: {note}", "yellow", colour), file=out)
+    if not report.environments:
+        print("No Python environments found (add some with --env PATH or `roots` in config.toml).", file=out)
+        return
+    print(file=out)
+    header = ("ENVIRONMENT", "PYTHON", "TORCH", "STATUS")
+    plain: list[tuple[str, str, str, str]] = []
+    rows: list[tuple[str, str, str, str]] = []
+    for env_report in report.environments:
+        status = env_report.status
+        cells = (
+            str(env_report.env.root),
+            env_report.env.python_version or "?",
+            _torch_cell(env_report),
+            status.value,
+        )
+        plain.append(cells)
+        rows.append((*cells[:3], paint(status.value, _STATUS_COLOUR[status], colour)))
+    for line in table(rows, header, widths_from_plain=plain):
+        print(line, file=out)
+
+    for env_report in report.environments:
+        if not env_report.findings:
+            continue
+        print(file=out)
+        print(paint(str(env_report.env.root), "bold", colour), file=out)
+        for finding in env_report.findings:
+            tag = paint(f"{finding.severity.value:5}", _SEVERITY_COLOUR[finding.severity], colour)
+            print(f"  {tag} {finding.code.value}: {finding.message}", file=out)
+            print(f"        fix: {finding.fix}", file=out)
+    for note in report.notes:
+        print(paint(f"note: {note}", "dim", colour), file=out)
+    print(file=out)
+    summary = {
+        OverallStatus.OK: "All environments fit this machine.",
+        OverallStatus.WARN: "Some environments need attention.",
+        OverallStatus.BROKEN: "Some environments are broken on this machine.",
+    }[report.status]
+    summary_colour = {"ok": "green", "warn": "yellow", "broken": "red"}[report.status.value]
+    print(paint(summary, summary_colour, colour), file=out)

@@ -1,0 +1,94 @@
+"""One check: read every environment's build and diagnose it against the hardware.
+
+This is the seam the CLI, the tray and the monitor share; it does no probing or discovery itself
+(those are passed in), so a check over 100 environments costs a few file reads each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from torchdoctor.service.builds import read_build
+from torchdoctor.service.diagnose import diagnose
+from torchdoctor.service.errors import UnreadableError
+from torchdoctor.service.hardware import hardware_to_json
+from torchdoctor.service.knowledge import Knowledge
+from torchdoctor.service.models import CheckReport, EnvReport, Finding, Hardware, PythonEnv, TorchBuild
+
+SCHEMA_VERSION = 1
+
+
+def check_environment(env: PythonEnv, hardware: Hardware, knowledge: Knowledge) -> EnvReport:
+    """Raises UnreadableError when the environment's files cannot be read."""
+    reading = read_build(env, knowledge)
+    findings = diagnose(env, reading, hardware, knowledge)
+    return EnvReport(env=env, torch=reading.build if reading else None, findings=findings)
+
+
+def run_check(
+    hardware: Hardware,
+    explicit: Iterable[PythonEnv],
+    discovered: Iterable[PythonEnv],
+    knowledge: Knowledge,
+    notes: Iterable[str] = (),
+) -> CheckReport:
+    """Explicit environments must be readable (an error is the user's to fix: exit 2); a discovered
+    one that cannot be read becomes a note, because the user never asked for it."""
+    reports = [check_environment(env, hardware, knowledge) for env in explicit]
+    seen = {r.env.root for r in reports}
+    all_notes = list(notes)
+    for env in discovered:
+        if env.root in seen:
+            continue
+        seen.add(env.root)
+        try:
+            reports.append(check_environment(env, hardware, knowledge))
+        except UnreadableError as exc:
+            all_notes.append(f"skipped {env.root}: {exc}")
+    return CheckReport(hardware=hardware, environments=tuple(reports), notes=tuple(all_notes))
+
+
+def torch_to_json(build: TorchBuild | None) -> dict[str, object] | None:
+    if build is None:
+        return None
+    return {
+        "version": build.version,
+        "variant": build.variant,
+        "cuda": build.cuda,
+        "torchvision": build.torchvision,
+        "torchaudio": build.torchaudio,
+        "installer": build.installer.value,
+    }
+
+
+def finding_to_json(finding: Finding) -> dict[str, object]:
+    return {
+        "code": finding.code.value,
+        "severity": finding.severity.value,
+        "message": finding.message,
+        "fix": finding.fix,
+    }
+
+
+def env_report_to_json(report: EnvReport) -> dict[str, object]:
+    env = report.env
+    return {
+        "path": str(env.root),
+        "python": str(env.python),
+        "python_version": env.python_version,
+        "kind": env.kind.value,
+        "torch": torch_to_json(report.torch),
+        "status": report.status.value,
+        "findings": [finding_to_json(f) for f in report.findings],
+    }
+
+
+def check_to_json(report: CheckReport) -> dict[str, object]:
+    """The `check --json` document (DESIGN.md, schema_version 1)."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "hardware": hardware_to_json(report.hardware),
+        "environments": [env_report_to_json(e) for e in report.environments],
+        "status": report.status.value,
+        "notes": list(report.notes),
+    }
