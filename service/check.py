@@ -34,8 +34,12 @@ def run_check(
 ) -> CheckReport:
     """Explicit environments must be readable (an error is the user's to fix: exit 2); a discovered
     one that cannot be read becomes a note, because the user never asked for it."""
-    reports = [check_environment(env, hardware, knowledge) for env in explicit]
-    seen = {r.env.root for r in reports}
+    reports: list[EnvReport] = []
+    seen: set[object] = set()
+    for env in explicit:
+        if env.root not in seen:
+            seen.add(env.root)
+            reports.append(check_environment(env, hardware, knowledge))
     all_notes = list(notes)
     for env in discovered:
         if env.root in seen:
