@@ -168,7 +168,7 @@ def is_loopback_host(host: str | None) -> bool:
         return False
 
 
-def _check_url(url: str, *, what: str) -> None:
+def check_url(url: str, *, what: str) -> None:
     """Raise InsecureIndexError unless `url` is https, or plain http to a loopback host."""
     try:
         parts = urlsplit(url)
@@ -195,7 +195,7 @@ def _check_url(url: str, *, what: str) -> None:
 def validate_index_base(url: str) -> str:
     """Check an `--index-base` URL and return it without the trailing slash."""
     text = url.strip()
-    _check_url(text, what="index URL")
+    check_url(text, what="index URL")
     return text.rstrip("/")
 
 
@@ -251,7 +251,7 @@ def _make_file(
     filename: str | None = None,
 ) -> IndexFile | str | None:
     """One link -> an IndexFile, None (not a wheel) or a note saying why it was skipped."""
-    _check_url(url, what=f"file link on {page_url}")
+    check_url(url, what=f"file link on {page_url}")
     name = filename or unquote(PurePosixPath(urlsplit(url).path).name)
     if not name.lower().endswith(".whl"):
         return None
@@ -408,7 +408,7 @@ class _SafeRedirectHandler(urllib.request.HTTPRedirectHandler):
         headers: HTTPMessage,
         newurl: str,
     ) -> urllib.request.Request | None:
-        _check_url(newurl, what=f"redirect target of {req.full_url}")
+        check_url(newurl, what=f"redirect target of {req.full_url}")
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
@@ -589,7 +589,7 @@ class IndexClient:
         )
 
     def _fetch_once(self, url: str) -> _Fetched:
-        # S310: `url` passed _check_url (https, or http to loopback) in validate_index_base.
+        # S310: `url` passed check_url (https, or http to loopback) in validate_index_base.
         request = urllib.request.Request(url, headers={"Accept": ACCEPT, "User-Agent": self._user_agent})  # noqa: S310
         try:
             with self._opener.open(request, timeout=self.timeout) as response:
@@ -621,7 +621,7 @@ class IndexClient:
             raise _Retryable(_describe(exc)) from exc
         if len(body) > _MAX_PAGE_BYTES:
             raise IndexResponseError(f"The index page {url} is larger than {_MAX_PAGE_BYTES} bytes.")
-        _check_url(final_url, what="index page")
+        check_url(final_url, what="index page")
         text = body.decode(charset, errors="replace")
         return _Fetched(200, final_url, content_type, text, time.time())
 
@@ -646,7 +646,7 @@ class IndexClient:
                 str(data["body"]),
                 float(data["fetched_at"]),
             )
-            _check_url(fetched.final_url, what="cached index page")
+            check_url(fetched.final_url, what="cached index page")
         except (KeyError, TypeError, ValueError, InsecureIndexError):
             return None  # a damaged or foreign cache file is just a miss
         return fetched

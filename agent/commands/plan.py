@@ -1,0 +1,101 @@
+"""`torchdoctor plan --env PATH`: which torch build would `fix` install here, and why."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from torchdoctor.agent.output import human_size, paint, use_colour, write_json
+from torchdoctor.service.environments import environment_from_path
+from torchdoctor.service.errors import EXIT_ATTENTION, EXIT_OK
+from torchdoctor.service.hardware import resolve_hardware
+from torchdoctor.service.index import DEFAULT_INDEX_BASE, IndexClient, validate_index_base
+from torchdoctor.service.knowledge import load_knowledge
+from torchdoctor.service.plan import Plan, PlanRefusedError, plan_to_json
+from torchdoctor.service.planning import inspect_target, make_plan
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser(
+        "plan",
+        help="show which torch build `fix` would install into an environment",
+        description="Choose the torch builds that fit this machine; installs nothing.",
+    )
+    add_plan_arguments(parser)
+    parser.add_argument("--json", action="store_true", help="print the plan as JSON")
+    parser.set_defaults(handler=handle)
+
+
+def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
+    """--env / --hardware / --index-base, shared by plan and fix."""
+    parser.add_argument(
+        "--env", type=Path, required=True, metavar="PATH", help="the environment's root or python executable"
+    )
+    parser.add_argument(
+        "--hardware", type=Path, metavar="FILE", help="use this hardware JSON instead of probing"
+    )
+    parser.add_argument(
+        "--index-base",
+        default=DEFAULT_INDEX_BASE,
+        metavar="URL",
+        help=f"the folder holding one index per variant (default {DEFAULT_INDEX_BASE})",
+    )
+
+
+def compute(args: argparse.Namespace, *, progress: TextIO | None = None) -> Plan:
+    """Raises PlanRefusedError (exit 1) or a BadInputError (exit 2)."""
+    index_base = validate_index_base(args.index_base)
+    env = environment_from_path(args.env)
+    knowledge = load_knowledge()
+    hardware = resolve_hardware(args.hardware)
+    target = inspect_target(env, knowledge)
+    client = IndexClient(index_base)
+
+    def say(message: str) -> None:
+        if progress is not None:
+            print(f"  {message}", file=progress, flush=True)
+
+    return make_plan(target, hardware, knowledge, client, index_base=index_base, progress=say)
+
+
+def handle(args: argparse.Namespace) -> int:
+    try:
+        plan = compute(args, progress=None if args.json else sys.stderr)
+    except PlanRefusedError as refused:
+        if not args.json:
+            raise
+        write_json(
+            {
+                "environment": str(args.env),
+                "variant": None,
+                "index_url": None,
+                "requirements": [],
+                "reason": str(refused),
+                "hint": refused.hint,
+                "refused": True,
+            }
+        )
+        return EXIT_ATTENTION
+    if args.json:
+        write_json(plan_to_json(plan))
+    else:
+        render(plan, sys.stdout)
+    return EXIT_OK
+
+
+def render(plan: Plan, out: TextIO) -> None:
+    colour = use_colour(out)
+    print(paint(f"Plan for {plan.environment}", "bold", colour), file=out)
+    print(f"  {plan.reason}", file=out)
+    now = plan.current or "no torch"
+    print(f"  torch: {now} -> {paint(str(plan.torch.version), 'green', colour)}", file=out)
+    print(f"  index: {plan.index_url}", file=out)
+    for f in plan.files:
+        hashed = "sha256 checked" if f.sha256 else "no hash published"
+        print(f"    {f.filename}  ({human_size(f.size)}, {hashed})", file=out)
+    for note in plan.notes:
+        print(paint(f"  note: {note}", "yellow", colour), file=out)
+    if plan.changes_nothing:
+        print("  The environment already has this build; `fix` would change nothing.", file=out)

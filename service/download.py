@@ -1,0 +1,121 @@
+"""Downloading the planned wheels ourselves, so every hash the index publishes is enforced.
+
+pip's `--require-hashes` would demand hashes for every dependency too (sympy, nvidia-* ...), which
+the plan does not choose; so torchdoctor fetches the torch-family wheels itself, checks each
+`sha256` (and size) the index gave, and hands the installer local files. A CUDA torch wheel is
+2-3 GB: it is streamed to a `.part` file with progress, renamed only when complete and verified,
+and kept in the cache so a retried `fix` does not download it again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Final
+
+from torchdoctor.service import paths
+from torchdoctor.service.errors import TorchdoctorError
+from torchdoctor.service.index import IndexFile, check_url, default_opener
+
+CHUNK: Final = 1 << 20
+Progress = Callable[[IndexFile, int, int | None], None]  # file, bytes so far, total
+
+
+class DownloadError(TorchdoctorError):
+    """A wheel could not be downloaded completely (network, server, or a hash that does not match)."""
+
+    code = "download-failed"
+
+
+def wheel_cache() -> Path:
+    return paths.cache_dir() / "wheels"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _cached(file: IndexFile, dest: Path) -> bool:
+    """A complete earlier download is reused only when it can be proven to be the same file."""
+    if not dest.is_file() or file.sha256 is None:
+        return False
+    return _sha256(dest) == file.sha256
+
+
+def download(
+    file: IndexFile,
+    *,
+    dest_dir: Path | None = None,
+    timeout: float = 30.0,
+    retries: int = 2,
+    progress: Progress | None = None,
+    opener: urllib.request.OpenerDirector | None = None,
+) -> Path:
+    """Fetch one wheel into `dest_dir` (the wheel cache by default) and return its path."""
+    check_url(file.url, what="wheel URL")
+    folder = dest_dir if dest_dir is not None else wheel_cache()
+    folder.mkdir(parents=True, exist_ok=True)
+    dest = folder / file.filename
+    if _cached(file, dest):
+        if progress is not None:
+            progress(file, dest.stat().st_size, dest.stat().st_size)
+        return dest
+    open_url = opener or default_opener(file.url)
+    last: Exception | None = None
+    for attempt in range(retries + 1):
+        if attempt:
+            time.sleep(min(2.0**attempt, 10.0))
+        try:
+            return _fetch(file, dest, open_url, timeout, progress)
+        except DownloadError:
+            raise  # a hash or size mismatch does not get better by asking again
+        except (urllib.error.URLError, OSError, TimeoutError) as exc:
+            last = exc
+    reason = getattr(last, "reason", None) or last
+    raise DownloadError(
+        f"could not download {file.filename} from {file.url}: {reason}",
+        hint="check the network connection and try again; nothing in the environment was changed",
+    )
+
+
+def _fetch(
+    file: IndexFile,
+    dest: Path,
+    opener: urllib.request.OpenerDirector,
+    timeout: float,
+    progress: Progress | None,
+) -> Path:
+    part = dest.with_name(dest.name + ".part")
+    request = urllib.request.Request(file.url, headers={"User-Agent": "torchdoctor"})  # noqa: S310 - https or loopback, checked above
+    digest = hashlib.sha256()
+    done = 0
+    try:
+        with opener.open(request, timeout=timeout) as response, part.open("wb") as out:
+            header = response.headers.get("Content-Length")
+            total = int(header) if header and header.isdigit() else file.size
+            while chunk := response.read(CHUNK):
+                out.write(chunk)
+                digest.update(chunk)
+                done += len(chunk)
+                if progress is not None:
+                    progress(file, done, total)
+        if total is not None and done != total:
+            raise OSError(f"the connection closed after {done} of {total} bytes")
+        if file.sha256 is not None and digest.hexdigest() != file.sha256:
+            raise DownloadError(
+                f"{file.filename} does not match the sha256 the index published "
+                f"(expected {file.sha256[:16]}..., got {digest.hexdigest()[:16]}...)",
+                hint="the download was corrupted or the file was replaced; nothing was installed",
+            )
+        part.replace(dest)
+        return dest
+    finally:
+        part.unlink(missing_ok=True)

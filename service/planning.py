@@ -1,0 +1,104 @@
+"""Making a plan for one environment: ask its interpreter for its tags, ask the index what it
+publishes, then let the pure policy in `plan.py` decide."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from packaging.tags import Tag
+
+from torchdoctor.service.builds import BuildReading, read_build
+from torchdoctor.service.index import IndexClient, IndexFile, compatible
+from torchdoctor.service.knowledge import Knowledge
+from torchdoctor.service.models import Hardware, PythonEnv
+from torchdoctor.service.plan import (
+    COMPANIONS,
+    Plan,
+    Published,
+    build_plan,
+    candidate_variants,
+    choose_companions,
+    choose_torch,
+)
+from torchdoctor.service.tags import interpreter_facts, tags_for
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """What the plan needs to know about the environment it is for."""
+
+    env: PythonEnv
+    tags: tuple[Tag, ...]
+    python_version: str
+    installed: BuildReading | None
+
+
+def inspect_target(env: PythonEnv, knowledge: Knowledge) -> Target:
+    """Runs the environment's interpreter once (with a timeout) for its wheel tags."""
+    facts = interpreter_facts(env.python)
+    return Target(env, tuple(tags_for(facts)), facts.python_version, read_build(env, knowledge))
+
+
+def _fetch(
+    client: IndexClient, target: Target, variants: Sequence[str], projects: Sequence[str]
+) -> Published:
+    """Pages are fetched concurrently: a cold plan asks for several variants' torch pages."""
+    jobs = [(v, p) for v in variants for p in projects]
+
+    def one(job: tuple[str, str]) -> tuple[str, str, tuple[IndexFile, ...]]:
+        variant, project = job
+        files = compatible(client.list_files(variant, project), target.tags, target.python_version)
+        return variant, project, files
+
+    with ThreadPoolExecutor(max_workers=min(8, max(1, len(jobs)))) as pool:
+        results = list(pool.map(one, jobs))
+    files: dict[str, dict[str, tuple[IndexFile, ...]]] = {}
+    for variant, project, found in results:
+        files.setdefault(variant, {})[project] = found
+    return Published(files)
+
+
+def make_plan(
+    target: Target,
+    hardware: Hardware,
+    knowledge: Knowledge,
+    client: IndexClient,
+    *,
+    index_base: str,
+    progress: Progress | None = None,
+) -> Plan:
+    """Raises PlanRefusedError when nothing fits and IndexUnreachableError when offline."""
+    say = progress or (lambda _msg: None)
+    variants = ("cpu",) if not hardware.has_nvidia_gpu else candidate_variants(knowledge, hardware)
+    say(f"asking {index_base} for torch builds: {', '.join(variants)}")
+    published = _fetch(client, target, variants, ("torch",))
+    choice = choose_torch(
+        installed=target.installed,
+        hardware=hardware,
+        knowledge=knowledge,
+        published=published,
+        tags=target.tags,
+    )
+    wanted = [p for p in COMPANIONS if target.installed and getattr(target.installed, p) is not None]
+    if wanted:
+        say(f"asking for {' and '.join(wanted)} on {choice.variant}")
+        published = _fetch(client, target, (choice.variant,), wanted)
+    companions, notes = choose_companions(
+        choice=choice,
+        installed=target.installed,
+        knowledge=knowledge,
+        published=published,
+        tags=target.tags,
+    )
+    return build_plan(
+        environment=target.env.root,
+        choice=choice,
+        companions=companions,
+        notes=(*notes, *client.notes),
+        index_base=index_base,
+        installed=target.installed,
+    )
