@@ -62,7 +62,8 @@ def compute(args: argparse.Namespace, *, progress: TextIO | None = None) -> Plan
 
 def handle(args: argparse.Namespace) -> int:
     try:
-        plan = compute(args, progress=None if args.json else sys.stderr)
+        # Progress only for a person watching: scripts get stderr for errors alone.
+        plan = compute(args, progress=sys.stderr if sys.stderr.isatty() and not args.json else None)
     except PlanRefusedError as refused:
         if not args.json:
             raise
