@@ -1,0 +1,119 @@
+"""Properties of the rules over any GPU set, driver and known build (hypothesis)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.support.hw import env, reading
+from torchdoctor.service.diagnose import diagnose
+from torchdoctor.service.fit import FitLevel, best_variant, build_fit
+from torchdoctor.service.knowledge import Coverage, DriverVersion, load_knowledge
+from torchdoctor.service.models import ComputeCapability, Gpu, Hardware, HardwareSource, Platform, Severity
+from torchdoctor.service.variants import cuda_key, variant_cuda
+
+KN = load_knowledge(Path("/nonexistent"))
+CCS = [
+    "3.5",
+    "3.7",
+    "5.0",
+    "5.2",
+    "6.0",
+    "6.1",
+    "7.0",
+    "7.5",
+    "8.0",
+    "8.6",
+    "8.7",
+    "8.9",
+    "9.0",
+    "10.0",
+    "10.3",
+    "12.0",
+    "12.1",
+]
+DRIVERS = [
+    "450.80.02",
+    "470.82.01",
+    "525.60.13",
+    "528.33",
+    "535.104.05",
+    "550.54.14",
+    "560.94",
+    "566.36",
+    "572.16",
+    "576.57",
+    "580.65.06",
+    "580.95.05",
+    "595.58.03",
+]
+BUILDS = [(f"{rel.minor}.0", v) for rel in KN.releases.values() for v in rel.variants if v.startswith("cu")]
+
+gpus = st.lists(st.sampled_from(CCS), min_size=1, max_size=3).map(
+    lambda ccs: tuple(Gpu(i, f"GPU {cc}", ComputeCapability.parse(cc)) for i, cc in enumerate(ccs))
+)
+machines = st.builds(
+    lambda g, d, p: Hardware(HardwareSource.FILE, p, d, None, g),
+    gpus,
+    st.sampled_from(DRIVERS),
+    st.sampled_from([Platform.LINUX, Platform.WINDOWS]),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(hw=machines, build=st.sampled_from(BUILDS))
+def test_a_build_judged_healthy_meets_its_driver_floor_and_covers_every_gpu(
+    hw: Hardware, build: tuple[str, str]
+) -> None:
+    """Judged healthy (no error) => the driver meets the CUDA major's floor and every GPU has code."""
+    version, variant = build
+    findings = diagnose(env(hw.platform), reading(f"{version}+{variant}"), hw, KN)
+    if any(f.severity is Severity.ERROR for f in findings):
+        return
+    cuda = variant_cuda(variant)
+    assert cuda is not None and hw.driver_version is not None
+    floor = KN.driver_floor(cuda, hw.platform)
+    assert floor.mvc is not None
+    driver = DriverVersion.parse(hw.driver_version)
+    assert driver >= floor.mvc
+    arch = KN.arch_list(version, variant, hw.platform)
+    assert arch is not None
+    for gpu in hw.gpus:
+        assert gpu.compute_capability is not None
+        cov = KN.coverage(arch, gpu.compute_capability, cuda)
+        assert cov is not Coverage.NONE
+        if cov is Coverage.PTX:
+            assert floor.toolkit is not None and driver >= floor.toolkit
+
+
+@settings(max_examples=300, deadline=None)
+@given(hw=machines, release=st.sampled_from(sorted(KN.releases)))
+def test_best_variant_fits_and_no_newer_variant_fits_better(hw: Hardware, release: str) -> None:
+    """The chosen variant is never newer than the driver allows and always covers every GPU."""
+    version = f"{release}.0"
+    choice = best_variant(KN, version, hw)
+    rel = KN.releases[release]
+    fits = {v: build_fit(KN, version, v, hw) for v in rel.variants if v.startswith("cu")}
+    if choice is None:
+        assert all(f.level is FitLevel.NONE for f in fits.values())
+        return
+    variant, fit = choice
+    assert fit.level is not FitLevel.NONE
+    assert fit.uncovered == ()
+    newer = [v for v in fits if cuda_key(v) > cuda_key(variant)]
+    if fit.level is FitLevel.FULL:
+        assert all(fits[v].level is not FitLevel.FULL for v in newer)
+    else:
+        assert all(f.level is not FitLevel.FULL for f in fits.values())
+        assert all(fits[v].level is FitLevel.NONE for v in newer)
+
+
+@settings(max_examples=200, deadline=None)
+@given(hw=machines, build=st.sampled_from(BUILDS))
+def test_every_finding_is_one_sentence_with_a_fix(hw: Hardware, build: tuple[str, str]) -> None:
+    version, variant = build
+    for finding in diagnose(env(hw.platform), reading(f"{version}+{variant}"), hw, KN):
+        assert finding.message.endswith(".") and "\n" not in finding.message
+        assert finding.fix.strip()
