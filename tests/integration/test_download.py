@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from torchdoctor.service.index import IndexClient, IndexFile, InsecureIndexError
 
 
 @pytest.fixture
-def served(tmp_path: Path) -> tuple[IndexServer, IndexFile]:
+def served(tmp_path: Path) -> Iterator[tuple[IndexServer, IndexFile]]:
     root = tmp_path / "index"
     # Incompressible, so the wheel is large enough for a transfer to be cut mid-stream.
     big = random.Random(7).randbytes(300_000).hex()
