@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
@@ -13,8 +14,9 @@ from torchdoctor.service.errors import EXIT_ATTENTION, EXIT_OK
 from torchdoctor.service.hardware import resolve_hardware
 from torchdoctor.service.index import DEFAULT_INDEX_BASE, IndexClient, validate_index_base
 from torchdoctor.service.knowledge import load_knowledge
+from torchdoctor.service.models import Hardware, PythonEnv
 from torchdoctor.service.plan import Plan, PlanRefusedError, plan_to_json
-from torchdoctor.service.planning import inspect_target, make_plan
+from torchdoctor.service.planning import Target, inspect_target, make_plan
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -44,8 +46,18 @@ def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def compute(args: argparse.Namespace, *, progress: TextIO | None = None) -> Plan:
-    """Raises PlanRefusedError (exit 1) or a BadInputError (exit 2)."""
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """Everything `plan` learns, which `fix` then acts on."""
+
+    env: PythonEnv
+    hardware: Hardware
+    target: Target
+    plan: Plan
+
+
+def prepare(args: argparse.Namespace, *, progress: TextIO | None = None) -> Prepared:
+    """Raises PlanRefusedError (exit 1), IndexUnreachableError (exit 1) or a BadInputError (exit 2)."""
     index_base = validate_index_base(args.index_base)
     env = environment_from_path(args.env)
     knowledge = load_knowledge()
@@ -57,13 +69,14 @@ def compute(args: argparse.Namespace, *, progress: TextIO | None = None) -> Plan
         if progress is not None:
             print(f"  {message}", file=progress, flush=True)
 
-    return make_plan(target, hardware, knowledge, client, index_base=index_base, progress=say)
+    plan = make_plan(target, hardware, knowledge, client, index_base=index_base, progress=say)
+    return Prepared(env, hardware, target, plan)
 
 
 def handle(args: argparse.Namespace) -> int:
     try:
         # Progress only for a person watching: scripts get stderr for errors alone.
-        plan = compute(args, progress=sys.stderr if sys.stderr.isatty() and not args.json else None)
+        plan = prepare(args, progress=sys.stderr if sys.stderr.isatty() and not args.json else None).plan
     except PlanRefusedError as refused:
         if not args.json:
             raise

@@ -95,3 +95,19 @@ def unpack_standin(env: PythonEnv, spec: StandIn, *, installer: str = "pip") -> 
         with zipfile.ZipFile(wheel) as zf:
             zf.extractall(env.site_packages[0])
     (env.site_packages[0] / spec.dist_info / "INSTALLER").write_text(installer + "\n")
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """Every file under `root` (bar caches and torchdoctor's own rollback folder) -> its sha256.
+
+    Comparing two digests proves an environment was put back exactly, byte for byte.
+    """
+    import hashlib
+
+    digest: dict[str, str] = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if "__pycache__" in rel or rel.startswith(".torchdoctor") or not path.is_file():
+            continue
+        digest[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return digest

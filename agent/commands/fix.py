@@ -1,0 +1,190 @@
+"""`torchdoctor fix --env PATH`: install the planned builds, reversibly."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TextIO
+
+from torchdoctor.agent.commands.plan import add_plan_arguments, prepare, render
+from torchdoctor.agent.output import human_size, paint, use_colour
+from torchdoctor.service import paths
+from torchdoctor.service.environments import environment_from_path
+from torchdoctor.service.errors import EXIT_OK, BadInputError, TorchdoctorError
+from torchdoctor.service.fix import (
+    FixFailedError,
+    FixOptions,
+    FixResult,
+    apply_plan,
+    check_conda,
+    fix_session,
+    is_noop,
+)
+from torchdoctor.service.index import IndexFile
+from torchdoctor.service.installers import find_uv, make_backend, resolve_backend
+from torchdoctor.service.plan import Plan
+
+
+class ConfirmationNeededError(BadInputError):
+    code = "confirmation-needed"
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser(
+        "fix",
+        help="reinstall the torch builds that fit this machine, reversibly",
+        description=(
+            "Install the planned torch, torchvision and torchaudio builds. The current files are kept "
+            "and restored exactly if anything fails or you press Ctrl-C."
+        ),
+    )
+    add_plan_arguments(parser)
+    parser.add_argument("--yes", "-y", action="store_true", help="do not ask before changing the environment")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="show the plan and the installer commands only"
+    )
+    parser.add_argument("--installer", choices=("uv", "pip"), help="default: uv when available, else pip")
+    parser.add_argument("--no-bench", action="store_true", help="skip the sanity benchmark after installing")
+    parser.add_argument(
+        "--allow-conda-mix", action="store_true", help="replace a conda-installed torch with pip wheels"
+    )
+    parser.set_defaults(handler=handle)
+
+
+class ConsoleReporter:
+    """Progress on stderr: numbered steps, and a live download line on a terminal."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.tty = bool(getattr(out, "isatty", lambda: False)())
+        self.colour = use_colour(out)
+        self.number = 0
+        self._last_draw = 0.0
+        self._drawn = False
+
+    def step(self, text: str) -> None:
+        self.end_line()
+        self.number += 1
+        print(paint(f"[{self.number}] {text}", "bold", self.colour), file=self.out, flush=True)
+
+    def detail(self, text: str) -> None:
+        self.end_line()
+        print(f"    {text}", file=self.out, flush=True)
+
+    def download(self, file: IndexFile, done: int, total: int | None) -> None:
+        if not self.tty:
+            return
+        now = time.monotonic()
+        finished = total is not None and done >= total
+        if not finished and now - self._last_draw < 0.1:
+            return
+        self._last_draw = now
+        if total:
+            width = 30
+            filled = int(width * done / total)
+            bar = "#" * filled + "-" * (width - filled)
+            text = f"    [{bar}] {done / total:4.0%} {human_size(done)} of {human_size(total)}"
+        else:
+            text = f"    {human_size(done)}"
+        print(f"\r{text}", end="", file=self.out, flush=True)
+        self._drawn = True
+
+    def end_line(self) -> None:
+        if self._drawn:
+            print(file=self.out)
+            self._drawn = False
+
+
+def _confirm(plan: Plan, args: argparse.Namespace) -> None:
+    if args.yes:
+        return
+    if not sys.stdin.isatty():
+        raise ConfirmationNeededError(
+            "fix changes the environment and asks first, but there is no terminal to ask on",
+            hint="pass --yes to go ahead without asking (or --dry-run to only look)",
+        )
+    answer = input(f"Install these into {plan.environment}? [y/N] ").strip().lower()
+    if answer not in ("y", "yes"):
+        raise ConfirmationNeededError("nothing was changed (not confirmed)")
+
+
+def _log_file(env_root: Path) -> Path:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    folder = paths.log_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"fix-{stamp}-{env_root.name or 'env'}.log"
+
+
+def _summary(result: FixResult, log: Path, out: TextIO) -> None:
+    colour = use_colour(out)
+    plan = result.plan
+    done = f"Installed torch {plan.torch.version} into {plan.environment} in {result.seconds:.1f} s"
+    print(paint(done, "green", colour), file=out)
+    facts = result.verification.facts
+    cuda = facts.get("cuda")
+    print(
+        f"  verified: torch {facts.get('version')}" + (f", CUDA {cuda}" if cuda else ", CPU build"), file=out
+    )
+    if result.bench is not None:
+        figures = ", ".join(f"{k} {v:.4g}" for k, v in list(result.bench.figures.items())[:3])
+        print(
+            f"  benchmark: passed on {result.bench.device_name or result.bench.device}; {figures}", file=out
+        )
+    print(f"  log: {log}", file=out)
+
+
+def handle(args: argparse.Namespace) -> int:
+    err = sys.stderr
+    reporter = ConsoleReporter(err)
+    env = environment_from_path(args.env)
+    try:
+        # The lock is held from before planning until the end: the plan is made from the files as
+        # they are after an interrupted earlier fix was restored, and nobody changes them meanwhile.
+        with fix_session(env, reporter):
+            return _fix(args, reporter)
+    except KeyboardInterrupt:
+        reporter.end_line()
+        raise FixFailedError("interrupted before anything was changed") from None
+
+
+def _fix(args: argparse.Namespace, reporter: ConsoleReporter) -> int:
+    err = reporter.out
+    prepared = prepare(args, progress=err if err.isatty() else None)
+    plan, env = prepared.plan, prepared.env
+    render(plan, sys.stdout)
+    if is_noop(plan, prepared.target.installed):
+        print("Nothing to do: the environment already has these builds.", file=sys.stdout)
+        return EXIT_OK
+    options = FixOptions(run_bench=not args.no_bench, allow_conda_mix=args.allow_conda_mix)
+    check_conda(prepared.target.installed, options)
+    uv = find_uv()
+    name, why = resolve_backend(args.installer, uv_path=uv, env=env)
+    backend = make_backend(name, uv_path=uv)
+    print(f"  installer: {name} ({why})", file=sys.stdout)
+    if args.dry_run:
+        placeholders = [Path("<download>") / f.filename for f in plan.files]
+        for argv in backend.commands(env, placeholders, index_url=plan.index_url):
+            print("  would run: " + " ".join(argv), file=sys.stdout)
+        return EXIT_OK
+    _confirm(plan, args)
+
+    log_path = _log_file(env.root)
+    with log_path.open("w", encoding="utf-8") as log:
+        log.write(f"torchdoctor fix {env.root}\nplan: {' '.join(plan.requirements)} from {plan.index_url}\n")
+        log.write(f"reason: {plan.reason}\ninstaller: {name} ({why})\n")
+        try:
+            result = apply_plan(
+                env, plan, prepared.hardware, backend=backend, reporter=reporter, log=log, options=options
+            )
+        except TorchdoctorError as exc:
+            reporter.end_line()
+            log.write(f"FAILED: {exc}\n")
+            exc.hint = (
+                f"{exc.hint}; the full log is {log_path}" if exc.hint else f"the full log is {log_path}"
+            )
+            raise
+    _summary(result, log_path, sys.stdout)
+    return EXIT_OK

@@ -1,0 +1,237 @@
+"""Applying a plan to an environment, reversibly.
+
+The order matters, and each step says why it is where it is:
+  1. lock the environment            two fixes at once would interleave their file changes
+  2. restore an interrupted fix      a killed earlier run left a pending snapshot; plan from what
+                                     was there before it, not from its half-installed files
+     (then the caller plans and asks the user, still holding the lock)
+  3. refuse if a process uses it     on Windows its DLLs are locked and pip fails half-way
+  4. download and hash-check wheels  before anything changes: the network failing costs nothing
+  5. snapshot the torch family       hard links, so a 5 GB CUDA torch costs no copy
+  6. install, verify, benchmark      any failure or Ctrl-C restores the snapshot exactly
+  7. discard the snapshot            only once the new build has proven itself
+The UI (CLI or tray) sees progress through a `Reporter` and decides nothing here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, TextIO
+
+from torchdoctor.service.bench import BenchResult
+from torchdoctor.service.bench_history import bench_and_record
+from torchdoctor.service.builds import BuildReading
+from torchdoctor.service.download import download
+from torchdoctor.service.envguard import ensure_not_in_use, env_lock
+from torchdoctor.service.errors import TorchdoctorError
+from torchdoctor.service.index import IndexFile
+from torchdoctor.service.installers import Backend
+from torchdoctor.service.models import Hardware, Installer, PythonEnv
+from torchdoctor.service.plan import Plan
+from torchdoctor.service.snapshot import (
+    RestoreFailedError,
+    Snapshot,
+    discard_snapshot,
+    recover_interrupted,
+    restore_snapshot,
+    take_snapshot,
+)
+from torchdoctor.service.variants import variant_cuda
+from torchdoctor.service.verify import Verification, verify_build
+
+INSTALL_TIMEOUT_S = 3600.0  # a CUDA torch with its nvidia-* dependencies on a slow line
+VERIFY_TIMEOUT_S = 180.0
+
+
+class FixFailedError(TorchdoctorError):
+    """The fix did not succeed and the environment was restored exactly (exit 1)."""
+
+    code = "fix-failed"
+
+
+class CondaMixRefusedError(TorchdoctorError):
+    """torch came from conda; replacing it with pip wheels needs explicit consent (exit 1)."""
+
+    code = "conda-mix"
+
+
+class Reporter(Protocol):
+    """How `apply_plan` tells a person what it is doing. Called from the calling thread."""
+
+    def step(self, text: str) -> None: ...
+
+    def detail(self, text: str) -> None: ...
+
+    def download(self, file: IndexFile, done: int, total: int | None) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class FixOptions:
+    run_bench: bool = True
+    allow_conda_mix: bool = False
+    install_timeout: float = INSTALL_TIMEOUT_S
+    verify_timeout: float = VERIFY_TIMEOUT_S
+
+
+@dataclass(frozen=True, slots=True)
+class FixResult:
+    plan: Plan
+    verification: Verification
+    bench: BenchResult | None
+    seconds: float
+
+
+@contextlib.contextmanager
+def fix_session(env: PythonEnv, reporter: Reporter) -> Iterator[Snapshot | None]:
+    """Steps 1 and 2: hold the environment's lock and restore an interrupted earlier fix.
+
+    Yields the recovered snapshot (None if there was none). Plan and call `apply_plan` inside.
+    """
+    with env_lock(env):
+        recovered = recover_interrupted(env)
+        if recovered is not None:
+            reporter.step(f"An earlier fix was interrupted; restored {_describe_before(recovered)} first")
+        yield recovered
+
+
+def is_noop(plan: Plan, installed: BuildReading | None) -> bool:
+    """The environment already has exactly the planned builds."""
+    if installed is None or installed.build.version != str(plan.torch.version):
+        return False
+    for file in plan.companions:
+        info = getattr(installed, file.project, None)
+        if info is None or info.version != str(file.version):
+            return False
+    return True
+
+
+def check_conda(installed: BuildReading | None, options: FixOptions) -> None:
+    if installed is None or installed.build.installer is not Installer.CONDA or options.allow_conda_mix:
+        return
+    raise CondaMixRefusedError(
+        f"torch {installed.build.version} here was installed by conda; replacing it with pip wheels "
+        "mixes two package managers in one environment",
+        hint="use `conda install` to change it, or pass --allow-conda-mix to let torchdoctor use pip anyway",
+    )
+
+
+@contextlib.contextmanager
+def _uninterruptible() -> Iterator[None]:
+    """A second Ctrl-C must not cut a restore in half (the next fix would recover, but still)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _restore(snapshot: Snapshot, reporter: Reporter, log: TextIO) -> None:
+    reporter.step("Restoring the previous torch files")
+    with _uninterruptible():
+        restore_snapshot(snapshot)  # RestoreFailedError (exit 3) propagates
+    log.write(f"restored snapshot {snapshot.id} ({len(snapshot.files)} files)\n")
+
+
+def _describe_before(snapshot: Snapshot) -> str:
+    torch = snapshot.versions.get("torch")
+    return f"torch {torch}" if torch else "the environment without torch"
+
+
+def apply_plan(
+    env: PythonEnv,
+    plan: Plan,
+    hardware: Hardware,
+    *,
+    backend: Backend,
+    reporter: Reporter,
+    log: TextIO,
+    options: FixOptions = FixOptions(),
+    download_dir: Path | None = None,
+) -> FixResult:
+    """Install `plan` into `env`, or leave `env` exactly as it was and raise FixFailedError.
+
+    Call inside `fix_session(env)`. Raises EnvironmentInUseError / DownloadError before changing
+    anything, and RestoreFailedError (exit 3) only if the environment could not be put back.
+    """
+    started = time.monotonic()
+    check_gpus = hardware.probed and hardware.has_nvidia_gpu
+    ensure_not_in_use(env)
+
+    wheels: list[Path] = []
+    for file in plan.files:
+        size = f" ({file.size / 2**20:.0f} MiB)" if file.size else ""
+        reporter.step(f"Downloading {file.filename}{size}")
+        wheels.append(
+            download(
+                file,
+                dest_dir=download_dir,
+                progress=reporter.download,
+            )
+        )
+        log.write(f"downloaded {file.url} (sha256 {file.sha256 or 'not published'})\n")
+
+    backend.preflight(env)
+    reporter.step("Saving the current torch files so they can be restored")
+    snapshot = take_snapshot(env, incoming=wheels)
+    log.write(f"snapshot {snapshot.id}: {len(snapshot.files)} files, {snapshot.linked} linked\n")
+    try:
+        reporter.step(f"Installing with {backend.name}")
+        backend.install(
+            env,
+            wheels,
+            index_url=plan.index_url,
+            log=log,
+            timeout=options.install_timeout,
+            progress=reporter.detail,
+        )
+        reporter.step("Verifying the new build in a fresh interpreter")
+        verification = verify_build(
+            env,
+            expected_version=str(plan.torch.version),
+            expected_cuda=variant_cuda(plan.variant),
+            check_gpus=check_gpus,
+            timeout=options.verify_timeout,
+            expected_companions={f.project: str(f.version) for f in plan.companions},
+        )
+        log.write(f"verification: ok={verification.ok} facts={verification.facts}\n")
+        if not verification.ok:
+            raise FixFailedError("the new build failed verification: " + "; ".join(verification.problems))
+        bench: BenchResult | None = None
+        if options.run_bench:
+            reporter.step("Running the sanity benchmark")
+            bench = bench_and_record(env, device="auto", expect_gpu=check_gpus, progress=reporter.detail)
+            log.write(f"benchmark: passed={bench.passed} reason={bench.reason}\n")
+            if not bench.passed:
+                raise FixFailedError(
+                    f"the new build failed the sanity benchmark: {bench.reason}",
+                    hint="`torchdoctor bench --env` shows the details; --no-bench keeps a build "
+                    "that passes verification without benchmarking it",
+                )
+    except RestoreFailedError:
+        raise
+    except KeyboardInterrupt:
+        _restore(snapshot, reporter, log)
+        raise FixFailedError(f"interrupted; {_describe_before(snapshot)} was restored exactly") from None
+    except FixFailedError as exc:
+        _restore(snapshot, reporter, log)
+        raise FixFailedError(
+            f"{exc.message}; {_describe_before(snapshot)} was restored exactly", hint=exc.hint
+        ) from None
+    except Exception as exc:
+        _restore(snapshot, reporter, log)
+        message = exc.message if isinstance(exc, TorchdoctorError) else f"{type(exc).__name__}: {exc}"
+        hint = exc.hint if isinstance(exc, TorchdoctorError) else None
+        raise FixFailedError(
+            f"{message}; {_describe_before(snapshot)} was restored exactly", hint=hint
+        ) from exc
+    discard_snapshot(snapshot)
+    return FixResult(plan, verification, bench, time.monotonic() - started)
