@@ -15,13 +15,12 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import Final
 
 from torchdoctor.service import paths
 from torchdoctor.service.errors import TorchdoctorError
+from torchdoctor.service.hashing import CHUNK, sha256_file
 from torchdoctor.service.index import IndexFile, check_url, default_opener
 
-CHUNK: Final = 1 << 20
 Progress = Callable[[IndexFile, int, int | None], None]  # file, bytes so far, total
 
 
@@ -35,19 +34,11 @@ def wheel_cache() -> Path:
     return paths.cache_dir() / "wheels"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _cached(file: IndexFile, dest: Path) -> bool:
     """A complete earlier download is reused only when it can be proven to be the same file."""
     if not dest.is_file() or file.sha256 is None:
         return False
-    return _sha256(dest) == file.sha256
+    return sha256_file(dest) == file.sha256
 
 
 def download(

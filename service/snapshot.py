@@ -59,6 +59,7 @@ from packaging.utils import canonicalize_name
 
 from torchdoctor.service import paths
 from torchdoctor.service.errors import EXIT_NOT_RESTORED, TorchdoctorError
+from torchdoctor.service.hashing import CHUNK, sha256_file
 from torchdoctor.service.models import Platform, PythonEnv
 
 TORCH_FAMILY: Final = ("torch", "torchvision", "torchaudio")
@@ -68,7 +69,7 @@ STORE: Final = "files"
 _DIST_INFO_RE: Final = re.compile(r"^(?P<name>[^-]+)-(?P<version>[^-]+)\.dist-info$", re.IGNORECASE)
 # pip's AdjacentTempDirectory.LEADING_CHARS: the characters it puts after "~" in a stash name.
 _PIP_LEADING: Final = "-~.=%0123456789"
-_HASH_CHUNK: Final = 1 << 20
+
 _MAX_LISTED: Final = 5
 
 
@@ -360,18 +361,10 @@ def _entry_point_scripts(text: str) -> set[str]:
 def _copy_hashing(src: Path, dst: Path) -> str:
     digest = hashlib.sha256()
     with src.open("rb") as fin, dst.open("xb") as fout:
-        while chunk := fin.read(_HASH_CHUNK):
+        while chunk := fin.read(CHUNK):
             digest.update(chunk)
             fout.write(chunk)
     shutil.copystat(src, dst)
-    return digest.hexdigest()
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fin:
-        while chunk := fin.read(_HASH_CHUNK):
-            digest.update(chunk)
     return digest.hexdigest()
 
 
@@ -677,7 +670,7 @@ def _verify_store(snapshot: Snapshot) -> None:
             bad.append(saved.path)
         elif saved.sha256 is None and st.st_mtime_ns != saved.mtime_ns:
             bad.append(saved.path)  # a link: the same inode, so a new time means new bytes
-        elif saved.sha256 is not None and _sha256(path) != saved.sha256:
+        elif saved.sha256 is not None and sha256_file(path) != saved.sha256:
             bad.append(saved.path)
     if bad:
         raise RestoreFailedError(
