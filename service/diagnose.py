@@ -50,9 +50,14 @@ class _Ctx:
         return f"torchdoctor fix --env {quote(str(self.env.root), self.env.platform)}"
 
     def pip_cmd(self, requirements: Iterable[str], variant: str) -> str:
+        """`pip install torch==2.7.1+cu128 ... --index-url .../cu128`.
+
+        Pinned with the local label: `torch==2.7.1` is already satisfied by 2.7.1+cpu, and
+        `--force-reinstall` would reinstall every dependency (gigabytes of nvidia-* wheels) too.
+        """
         python = quote(str(self.env.python), self.env.platform)
-        reqs = " ".join(requirements)
-        return f"{python} -m pip install --force-reinstall {reqs} --index-url {DEFAULT_INDEX_BASE}/{variant}"
+        reqs = " ".join(f"{r}+{variant}" if "==" in r and "+" not in r else r for r in requirements)
+        return f"{python} -m pip install {reqs} --index-url {DEFAULT_INDEX_BASE}/{variant}"
 
 
 def quote(text: str, platform: Platform) -> str:

@@ -298,9 +298,9 @@ def test_fix_names_the_exact_pip_command_when_the_release_has_a_fitting_build(kn
     hw = hardware("572.16", "12.8", GTX_1080)
     (finding,) = diagnose(env(), reading("2.8.0+cu128", torchvision="0.23.0+cu128"), hw, kn)
     assert "torchdoctor fix --env /home/ana/proj/.venv" in finding.fix
-    assert (
-        "torch==2.8.0 torchvision==0.23.0 --index-url https://download.pytorch.org/whl/cu126" in finding.fix
-    )
+    wanted = "pip install torch==2.8.0+cu126 torchvision==0.23.0+cu126 --index-url https://download.pytorch.org/whl/cu126"
+    assert wanted in finding.fix
+    assert "--force-reinstall" not in finding.fix  # it would reinstall every nvidia-* dependency too
 
 
 def test_fix_moves_to_a_newer_release_when_none_of_this_one_fits(kn: Knowledge) -> None:
