@@ -33,5 +33,8 @@ def test_the_real_cpu_wheel_on_an_rtx_is_flagged_and_fine_without_a_gpu(real_tor
     kn = load_knowledge(Path("/nonexistent"))
     on_rtx = check_environment(env, hardware("572.16", "12.8", RTX_4090), kn)
     assert [f.code.value for f in on_rtx.findings] == ["cpu-build-with-gpu"]
-    assert "pip install torch==2.13.0+cu126 --index-url https://download.pytorch.org/whl/cu126" in on_rtx.findings[0].fix
+    assert (
+        "pip install torch==2.13.0+cu126 --index-url https://download.pytorch.org/whl/cu126"
+        in on_rtx.findings[0].fix
+    )
     assert check_environment(env, no_gpu(), kn).status is EnvStatus.OK
