@@ -23,8 +23,9 @@ from typing import Final
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
+from torchdoctor.service.archscan import read_arch_flags
 from torchdoctor.service.errors import UnreadableError
-from torchdoctor.service.knowledge import Knowledge
+from torchdoctor.service.knowledge import ArchList, Knowledge
 from torchdoctor.service.models import Installer, Platform, PythonEnv, TorchBuild, VariantSource
 from torchdoctor.service.variants import cuda_variant, local_label, variant_cuda
 
@@ -57,6 +58,9 @@ class BuildReading:
     build: TorchBuild
     torchvision: CompanionInfo | None
     torchaudio: CompanionInfo | None
+    # The build's own compiled architectures, read from its library only when the knowledge
+    # does not know this (release, variant): see archscan.py.
+    arch: ArchList | None = None
 
 
 def _iter_dist_infos(site_packages: Iterable[Path], names: set[str]) -> Iterator[Path]:
@@ -240,6 +244,9 @@ def read_build(env: PythonEnv, knowledge: Knowledge) -> BuildReading | None:
 
     if conda is not None and (info is None or installer in (Installer.CONDA, Installer.UNKNOWN)):
         conda_version, conda_variant, conda_cuda = conda
+        # conda builds compile other architectures than the wheels the knowledge describes: read
+        # the build's own list.
+        conda_arch = read_arch_flags(package_dirs[0]) if package_dirs and conda_cuda else None
         build = TorchBuild(
             version=conda_version,
             variant=conda_variant,
@@ -250,7 +257,7 @@ def read_build(env: PythonEnv, knowledge: Knowledge) -> BuildReading | None:
             variant_source=VariantSource.CONDA,
             problems=(),
         )
-        return BuildReading(build, torchvision, torchaudio)
+        return BuildReading(build, torchvision, torchaudio, conda_arch)
 
     if meta_version and file_version:
         same = meta_version == file_version or (
@@ -265,6 +272,11 @@ def read_build(env: PythonEnv, knowledge: Knowledge) -> BuildReading | None:
     # The most specific version string we have: version.py carries the label even for PyPI wheels.
     version = file_version if file_version and "+" in file_version else (meta_version or file_version)
     variant, cuda, source = _variant(version, version_fields, info, env.platform, knowledge)
+    arch = None
+    if version and variant and variant.startswith("cu") and package_dirs:
+        known = knowledge.arch_list(version, variant, env.platform)
+        if known is None or known.inferred:
+            arch = read_arch_flags(package_dirs[0])
     build = TorchBuild(
         version=version,
         variant=variant,
@@ -278,7 +290,7 @@ def read_build(env: PythonEnv, knowledge: Knowledge) -> BuildReading | None:
     )
     if version is None and not build.problems:
         build = _with_problem(build, "neither the torch metadata nor torch/version.py names a version")
-    return BuildReading(build, torchvision, torchaudio)
+    return BuildReading(build, torchvision, torchaudio, arch)
 
 
 def _with_problem(build: TorchBuild, problem: str) -> TorchBuild:

@@ -358,7 +358,7 @@ def diagnose(
             if (f := _no_cuda_with_gpu(ctx, reading)) is not None:
                 findings.append(f)
         elif build.variant.startswith("cu"):
-            fit = build_fit(knowledge, build.version, build.variant, hardware)
+            fit = build_fit(knowledge, build.version, build.variant, hardware, arch=reading.arch)
             for rule in (_driver(ctx, reading), _arch(ctx, reading, fit)):
                 if rule is not None:
                     findings.append(rule)

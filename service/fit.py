@@ -144,13 +144,20 @@ def gpu_coverage(
     return tuple(result)
 
 
-def build_fit(knowledge: Knowledge, version: str, variant: str, hardware: Hardware) -> Fit:
-    """How well a CUDA build (`variant` "cu128") of torch `version` fits `hardware`."""
+def build_fit(
+    knowledge: Knowledge, version: str, variant: str, hardware: Hardware, *, arch: ArchList | None = None
+) -> Fit:
+    """How well a CUDA build (`variant` "cu128") of torch `version` fits `hardware`.
+
+    `arch`: the build's own architecture list when it was read from the installed files; by
+    default the knowledge's list for (version, variant, OS).
+    """
     cuda = variant_cuda(variant)
     if cuda is None:
         raise ValueError(f"build_fit needs a CUDA variant, got {variant!r}")
     driver = driver_verdict(knowledge, cuda, hardware)
-    arch = knowledge.arch_list(version, variant, hardware.platform)
+    if arch is None:
+        arch = knowledge.arch_list(version, variant, hardware.platform)
     coverage = gpu_coverage(knowledge, arch, cuda, hardware.gpus)
     fit = Fit(FitLevel.FULL, driver, arch, coverage)
     if driver.level is DriverLevel.TOO_OLD or fit.uncovered:
