@@ -2,7 +2,7 @@
 
 Each command lives in `agent/commands/<name>.py` and exposes `register(subparsers)`, which adds its
 parser and sets `handler` to a function `(args) -> int`. Errors derived from TorchdoctorError are
-printed as one line (plus an optional hint) with their exit code; nothing prints a traceback.
+printed as one line (with the hint in it) with their exit code; nothing prints a traceback.
 """
 
 from __future__ import annotations
@@ -63,9 +63,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args)
     except TorchdoctorError as exc:
-        print(f"torchdoctor: {exc}", file=sys.stderr)
-        if exc.hint:
-            print(f"  hint: {exc.hint}", file=sys.stderr)
+        # One line, hint included: scripts and log scrapers read errors line by line.
+        hint = f" (hint: {exc.hint})" if exc.hint else ""
+        print(f"torchdoctor: {exc}{hint}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("torchdoctor: interrupted", file=sys.stderr)

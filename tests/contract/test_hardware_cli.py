@@ -119,10 +119,9 @@ def test_a_bad_file_is_one_line_on_stderr_and_exit_2(tmp_path: Path, content: ob
     result = torchdoctor("hardware", "--json", "--hardware", str(path))
     assert result.returncode == 2
     assert result.stdout == ""
-    first, *rest = result.stderr.splitlines()
+    (first,) = result.stderr.splitlines()  # one line, its hint included
     assert first.startswith(f"torchdoctor: hardware file {path}")
     assert words in first
-    assert all(line.startswith("  hint:") for line in rest)
     assert "Traceback" not in result.stderr
 
 
