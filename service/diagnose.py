@@ -23,16 +23,12 @@ from torchdoctor.service.models import (
     Gpu,
     Hardware,
     Platform,
-    ProbeState,
     PythonEnv,
     TorchBuild,
 )
 from torchdoctor.service.variants import cuda_key, local_label, variant_cuda
 
 DEFAULT_INDEX_BASE = "https://download.pytorch.org/whl"
-
-# Probe states in which the driver could not tell whether GPUs exist: GPU rules must stay silent.
-_GPU_UNKNOWN = frozenset({ProbeState.NO_DRIVER, ProbeState.RESTART_NEEDED, ProbeState.ERROR})
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +40,8 @@ class _Ctx:
 
     @property
     def platform(self) -> Platform:
-        return self.hardware.platform
+        """The OS the environment's wheels are for (arch lists differ between Linux and Windows)."""
+        return self.env.platform
 
     def fix_cmd(self) -> str:
         return f"torchdoctor fix --env {quote(str(self.env.root), self.env.platform)}"
@@ -96,7 +93,7 @@ def _target_hint(ctx: _Ctx, reading: BuildReading) -> str:
     release = ctx.build.release
     if release is None or not ctx.hardware.has_nvidia_gpu:
         return f"run `{fix}`"
-    choice = best_variant(ctx.knowledge, release, ctx.hardware)
+    choice = best_variant(ctx.knowledge, release, ctx.hardware, platform=ctx.platform)
     if choice is not None:
         variant = choice[0]
         pip = ctx.pip_cmd(_requirements(ctx, reading, release), variant)
@@ -111,7 +108,7 @@ def _target_hint(ctx: _Ctx, reading: BuildReading) -> str:
 def _newest_fitting_release(ctx: _Ctx) -> tuple[str, str] | None:
     releases = sorted(ctx.knowledge.releases.values(), key=lambda r: Version(r.minor), reverse=True)
     for rel in releases:
-        choice = best_variant(ctx.knowledge, f"{rel.minor}.0", ctx.hardware)
+        choice = best_variant(ctx.knowledge, f"{rel.minor}.0", ctx.hardware, platform=ctx.platform)
         if choice is not None:
             return rel.minor, choice[0]
     return None
@@ -233,7 +230,7 @@ def _newer_variant(ctx: _Ctx, reading: BuildReading) -> Finding | None:
     if rel is None:
         return None
     newer = tuple(v for v in rel.variants if v.startswith("cu") and cuda_key(v) > cuda_key(build.variant))
-    choice = best_variant(ctx.knowledge, release, ctx.hardware, candidates=newer)
+    choice = best_variant(ctx.knowledge, release, ctx.hardware, candidates=newer, platform=ctx.platform)
     if choice is None or choice[1].driver.level is not DriverLevel.FULL:
         return None
     variant = choice[0]
@@ -349,7 +346,8 @@ def diagnose(
         return (_unreadable(ctx),)
 
     findings: list[Finding] = []
-    gpu_known = not (hardware.state in _GPU_UNKNOWN and not hardware.gpus)
+    # A driver that answered without listing GPUs says nothing about them: GPU rules stay silent.
+    gpu_known = hardware.gpus_known
     if gpu_known and build.variant is not None:
         if not hardware.has_nvidia_gpu:
             if build.cuda is not None:
@@ -358,7 +356,9 @@ def diagnose(
             if (f := _no_cuda_with_gpu(ctx, reading)) is not None:
                 findings.append(f)
         elif build.variant.startswith("cu"):
-            fit = build_fit(knowledge, build.version, build.variant, hardware, arch=reading.arch)
+            fit = build_fit(
+                knowledge, build.version, build.variant, hardware, arch=reading.arch, platform=env.platform
+            )
             for rule in (_driver(ctx, reading), _arch(ctx, reading, fit)):
                 if rule is not None:
                     findings.append(rule)

@@ -145,19 +145,26 @@ def gpu_coverage(
 
 
 def build_fit(
-    knowledge: Knowledge, version: str, variant: str, hardware: Hardware, *, arch: ArchList | None = None
+    knowledge: Knowledge,
+    version: str,
+    variant: str,
+    hardware: Hardware,
+    *,
+    arch: ArchList | None = None,
+    platform: Platform | None = None,
 ) -> Fit:
     """How well a CUDA build (`variant` "cu128") of torch `version` fits `hardware`.
 
     `arch`: the build's own architecture list when it was read from the installed files; by
-    default the knowledge's list for (version, variant, OS).
+    default the knowledge's list for (version, variant, `platform`). `platform` is the OS the wheel
+    is for (the environment's); driver floors always use the hardware's.
     """
     cuda = variant_cuda(variant)
     if cuda is None:
         raise ValueError(f"build_fit needs a CUDA variant, got {variant!r}")
     driver = driver_verdict(knowledge, cuda, hardware)
     if arch is None:
-        arch = knowledge.arch_list(version, variant, hardware.platform)
+        arch = knowledge.arch_list(version, variant, platform or hardware.platform)
     coverage = gpu_coverage(knowledge, arch, cuda, hardware.gpus)
     fit = Fit(FitLevel.FULL, driver, arch, coverage)
     if driver.level is DriverLevel.TOO_OLD or fit.uncovered:
@@ -168,7 +175,12 @@ def build_fit(
 
 
 def best_variant(
-    knowledge: Knowledge, version: str, hardware: Hardware, *, candidates: tuple[str, ...] | None = None
+    knowledge: Knowledge,
+    version: str,
+    hardware: Hardware,
+    *,
+    candidates: tuple[str, ...] | None = None,
+    platform: Platform | None = None,
 ) -> tuple[str, Fit] | None:
     """The newest CUDA variant of `version` that fits fully, else the newest that fits at all.
 
@@ -178,13 +190,11 @@ def best_variant(
     release = knowledge.release(version)
     pool = candidates if candidates is not None else (release.variants if release else ())
     cuda_variants = sorted((v for v in pool if v.startswith("cu")), key=cuda_key)
-    fits = [(v, build_fit(knowledge, version, v, hardware)) for v in reversed(cuda_variants)]
+    fits = [
+        (v, build_fit(knowledge, version, v, hardware, platform=platform)) for v in reversed(cuda_variants)
+    ]
     for wanted in (FitLevel.FULL, FitLevel.MINOR_COMPAT):
         for variant, fit in fits:
             if fit.level is wanted:
                 return variant, fit
     return None
-
-
-def platform_name(platform: Platform) -> str:
-    return {"windows": "Windows", "linux": "Linux", "macos": "macOS"}[platform.value]

@@ -93,6 +93,16 @@ class Hardware:
         return bool(self.gpus)
 
     @property
+    def gpus_known(self) -> bool:
+        """False when the driver answered but its GPUs could not be listed (or it did not answer):
+        an empty `gpus` is then not "no GPU", and nothing may be decided from it."""
+        return bool(self.gpus) or self.state in (ProbeState.OK, ProbeState.NO_GPU)
+
+    @property
+    def driver_known(self) -> bool:
+        return bool(self.driver_version or self.cuda_driver_version)
+
+    @property
     def probed(self) -> bool:
         """True when the facts come from this machine's driver, not from a file."""
         return self.source in (HardwareSource.NVML, HardwareSource.NVIDIA_SMI)

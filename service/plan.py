@@ -26,7 +26,7 @@ from torchdoctor.service.errors import TorchdoctorError
 from torchdoctor.service.fit import DriverLevel, Fit, FitLevel, build_fit, driver_verdict
 from torchdoctor.service.index import IndexFile
 from torchdoctor.service.knowledge import Knowledge, release_minor
-from torchdoctor.service.models import Hardware, ProbeState
+from torchdoctor.service.models import Hardware, Platform
 from torchdoctor.service.variants import cuda_key, variant_cuda
 
 COMPANIONS = ("torchvision", "torchaudio")
@@ -132,18 +132,26 @@ def choose_torch(
     knowledge: Knowledge,
     published: Published,
     tags: Sequence[Tag],
+    platform: Platform | None = None,
 ) -> Choice:
-    """Apply (a), (b), (d) and (e); raises PlanRefusedError when nothing fits."""
+    """Apply (a), (b), (d) and (e); raises PlanRefusedError when nothing fits.
+
+    `platform`: the OS of the environment's wheels (their arch lists differ), by default the
+    hardware's.
+    """
     current_release = installed.build.release if installed and installed.build.version else None
     current = Version(current_release) if current_release else None
 
-    if (
-        hardware.state in (ProbeState.NO_DRIVER, ProbeState.RESTART_NEEDED, ProbeState.ERROR)
-        and not hardware.gpus
-    ):
+    if not hardware.gpus_known:
         raise PlanRefusedError(
-            "the GPU driver could not be read, so no build can be chosen safely",
+            "the NVIDIA driver answered without listing its GPUs, so no build can be chosen safely",
             hint="run `torchdoctor hardware` to see why (a restart after a driver update fixes most cases)",
+        )
+    if hardware.has_nvidia_gpu and not hardware.driver_known:
+        # Without the driver version "fits" would mean "fits any driver": refuse rather than guess.
+        raise PlanRefusedError(
+            "the NVIDIA driver's version is not known, so no CUDA build can be chosen safely",
+            hint='add "driver_version" to the hardware file, or let torchdoctor probe the driver',
         )
 
     if not hardware.has_nvidia_gpu:
@@ -161,7 +169,7 @@ def choose_torch(
         if not variant.startswith("cu"):
             continue
         for version, files in _releases(published.of(variant, "torch"), variant).items():
-            fit = build_fit(knowledge, str(version), variant, hardware)
+            fit = build_fit(knowledge, str(version), variant, hardware, platform=platform)
             options.setdefault(version, []).append((variant, fit, files))
 
     fitting = {v: [o for o in opts if o[1].level is not FitLevel.NONE] for v, opts in options.items()}

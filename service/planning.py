@@ -82,6 +82,7 @@ def make_plan(
         knowledge=knowledge,
         published=published,
         tags=target.tags,
+        platform=target.env.platform,
     )
     wanted = [p for p in COMPANIONS if target.installed and getattr(target.installed, p) is not None]
     if wanted:

@@ -11,7 +11,15 @@ from tests.support.hw import env, reading
 from torchdoctor.service.diagnose import diagnose
 from torchdoctor.service.fit import FitLevel, best_variant, build_fit
 from torchdoctor.service.knowledge import Coverage, DriverVersion, load_knowledge
-from torchdoctor.service.models import ComputeCapability, Gpu, Hardware, HardwareSource, Platform, Severity
+from torchdoctor.service.models import (
+    ComputeCapability,
+    Gpu,
+    Hardware,
+    HardwareSource,
+    Platform,
+    ProbeState,
+    Severity,
+)
 from torchdoctor.service.variants import cuda_key, variant_cuda
 
 KN = load_knowledge(Path("/nonexistent"))
@@ -62,6 +70,24 @@ machines = st.builds(
 )
 
 
+def assert_fits(hw: Hardware, version: str, variant: str) -> None:
+    """Checked from the knowledge tables directly, not through fit.py (which it is testing)."""
+    cuda = variant_cuda(variant)
+    assert cuda is not None and hw.driver_version is not None
+    floor = KN.driver_floor(cuda, hw.platform)
+    assert floor.mvc is not None
+    driver = DriverVersion.parse(hw.driver_version)
+    assert driver >= floor.mvc, f"{variant} needs {floor.mvc}, driver {driver}"
+    arch = KN.arch_list(version, variant, hw.platform)
+    assert arch is not None
+    for gpu in hw.gpus:
+        assert gpu.compute_capability is not None
+        cov = KN.coverage(arch, gpu.compute_capability, cuda)
+        assert cov is not Coverage.NONE, f"{variant} does not cover {gpu.compute_capability}"
+        if cov is Coverage.PTX:
+            assert floor.toolkit is not None and driver >= floor.toolkit
+
+
 @settings(max_examples=400, deadline=None)
 @given(hw=machines, build=st.sampled_from(BUILDS))
 def test_a_build_judged_healthy_meets_its_driver_floor_and_covers_every_gpu(
@@ -70,28 +96,16 @@ def test_a_build_judged_healthy_meets_its_driver_floor_and_covers_every_gpu(
     """Judged healthy (no error) => the driver meets the CUDA major's floor and every GPU has code."""
     version, variant = build
     findings = diagnose(env(hw.platform), reading(f"{version}+{variant}"), hw, KN)
-    if any(f.severity is Severity.ERROR for f in findings):
-        return
-    cuda = variant_cuda(variant)
-    assert cuda is not None and hw.driver_version is not None
-    floor = KN.driver_floor(cuda, hw.platform)
-    assert floor.mvc is not None
-    driver = DriverVersion.parse(hw.driver_version)
-    assert driver >= floor.mvc
-    arch = KN.arch_list(version, variant, hw.platform)
-    assert arch is not None
-    for gpu in hw.gpus:
-        assert gpu.compute_capability is not None
-        cov = KN.coverage(arch, gpu.compute_capability, cuda)
-        assert cov is not Coverage.NONE
-        if cov is Coverage.PTX:
-            assert floor.toolkit is not None and driver >= floor.toolkit
+    if not any(f.severity is Severity.ERROR for f in findings):
+        assert_fits(hw, version, variant)
 
 
 @settings(max_examples=300, deadline=None)
 @given(hw=machines, release=st.sampled_from(sorted(KN.releases)))
-def test_best_variant_fits_and_no_newer_variant_fits_better(hw: Hardware, release: str) -> None:
-    """The chosen variant is never newer than the driver allows and always covers every GPU."""
+def test_best_variant_is_never_newer_than_the_driver_allows_and_covers_every_gpu(
+    hw: Hardware, release: str
+) -> None:
+    """The chosen variant fits by the tables, and no newer variant of the release fits better."""
     version = f"{release}.0"
     choice = best_variant(KN, version, hw)
     rel = KN.releases[release]
@@ -100,14 +114,62 @@ def test_best_variant_fits_and_no_newer_variant_fits_better(hw: Hardware, releas
         assert all(f.level is FitLevel.NONE for f in fits.values())
         return
     variant, fit = choice
-    assert fit.level is not FitLevel.NONE
-    assert fit.uncovered == ()
+    assert_fits(hw, version, variant)
     newer = [v for v in fits if cuda_key(v) > cuda_key(variant)]
     if fit.level is FitLevel.FULL:
         assert all(fits[v].level is not FitLevel.FULL for v in newer)
     else:
         assert all(f.level is not FitLevel.FULL for f in fits.values())
         assert all(fits[v].level is FitLevel.NONE for v in newer)
+
+
+GPU_FINDINGS = {
+    "cpu-build-with-gpu",
+    "cuda-build-without-gpu",
+    "driver-too-old",
+    "driver-minor-compat",
+    "gpu-arch-unsupported",
+    "newer-variant-available",
+}
+blind = st.builds(
+    lambda d, state, p: Hardware(HardwareSource.NVML, p, d, None, (), state),
+    st.sampled_from([*DRIVERS, None]),
+    st.sampled_from([ProbeState.PARTIAL, ProbeState.RESTART_NEEDED, ProbeState.NO_DRIVER, ProbeState.ERROR]),
+    st.sampled_from([Platform.LINUX, Platform.WINDOWS]),
+)
+partly = st.builds(
+    lambda ccs, d, p: Hardware(
+        HardwareSource.FILE,
+        p,
+        d,
+        None,
+        tuple(Gpu(i, "GPU", None if cc is None else ComputeCapability.parse(cc)) for i, cc in enumerate(ccs)),
+    ),
+    st.lists(st.sampled_from([*CCS, None]), min_size=1, max_size=3),
+    st.sampled_from([*DRIVERS, None]),
+    st.sampled_from([Platform.LINUX, Platform.WINDOWS]),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(hw=blind, build=st.sampled_from([*BUILDS, ("2.7.0", "cpu")]))
+def test_a_driver_that_lists_no_gpus_never_raises_a_gpu_finding(hw: Hardware, build: tuple[str, str]) -> None:
+    version, variant = build
+    findings = diagnose(env(hw.platform), reading(f"{version}+{variant}"), hw, KN)
+    assert not {f.code.value for f in findings} & GPU_FINDINGS
+
+
+@settings(max_examples=300, deadline=None)
+@given(hw=partly, build=st.sampled_from(BUILDS))
+def test_unknown_facts_never_become_alarms(hw: Hardware, build: tuple[str, str]) -> None:
+    """An unknown driver raises no driver finding; a GPU of unknown capability no arch finding."""
+    version, variant = build
+    findings = diagnose(env(hw.platform), reading(f"{version}+{variant}"), hw, KN)
+    codes = {f.code.value for f in findings}
+    if hw.driver_version is None:
+        assert not codes & {"driver-too-old", "driver-minor-compat"}
+    if all(g.compute_capability is None for g in hw.gpus):
+        assert "gpu-arch-unsupported" not in codes
 
 
 @settings(max_examples=200, deadline=None)

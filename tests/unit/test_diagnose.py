@@ -318,3 +318,18 @@ def test_windows_paths_are_quoted_for_cmd(kn: Knowledge) -> None:
 
 def test_no_torch_no_findings(kn: Knowledge) -> None:
     assert diagnose(env(), None, hardware("572.16", "12.8", RTX_4090), kn) == ()
+
+
+def test_a_driver_that_did_not_list_gpus_raises_no_gpu_alarms(kn: Knowledge) -> None:
+    """PARTIAL with no GPUs (e.g. only /sys/module/nvidia/version answered) is not "no GPU"."""
+    hw = hardware("572.16", None, state=ProbeState.PARTIAL)
+    assert diagnose(env(), reading("2.7.1+cu128"), hw, kn) == ()
+    assert diagnose(env(), reading("2.7.1+cpu"), hw, kn) == ()
+
+
+def test_arch_lists_follow_the_environments_os_not_the_hardware_files(kn: Knowledge) -> None:
+    """Windows cu128 wheels lack sm_70 (Linux 2.8 has it): a V100 is judged by the wheel's OS."""
+    hw = hardware("572.16", "12.8", V100)  # a Linux-platform hardware file...
+    win = diagnose(env(Platform.WINDOWS), reading("2.8.0+cu128"), hw, kn)  # ...a Windows venv
+    assert [f.code.value for f in win] == ["gpu-arch-unsupported"]
+    assert diagnose(env(Platform.LINUX), reading("2.8.0+cu128"), hw, kn) == ()

@@ -164,10 +164,17 @@ def test_cpu_is_never_chosen_silently_for_a_gpu_machine() -> None:
         choose(hardware("572.16", "12.8", RTX_5090), reading("2.7.1+cpu"), published(only={"cpu"}))
 
 
-def test_an_unreadable_driver_refuses_instead_of_guessing() -> None:
-    hw = hardware(None, None, state=ProbeState.RESTART_NEEDED)
-    with pytest.raises(PlanRefusedError, match="driver could not be read"):
+@pytest.mark.parametrize("state", [ProbeState.RESTART_NEEDED, ProbeState.NO_DRIVER, ProbeState.PARTIAL])
+def test_a_driver_that_did_not_list_its_gpus_refuses_instead_of_planning_cpu(state: ProbeState) -> None:
+    """A driver answered (PARTIAL: version known, GPUs not listed): "no GPU" would be a guess."""
+    hw = hardware("572.16", None, state=state)
+    with pytest.raises(PlanRefusedError, match="without listing its GPUs"):
         choose(hw, reading("2.7.1+cu128"))
+
+
+def test_an_unknown_driver_version_refuses_instead_of_assuming_any_driver() -> None:
+    with pytest.raises(PlanRefusedError, match="driver's version is not known"):
+        choose(hardware(None, None, RTX_4090), None)
 
 
 def test_companions_come_paired_and_from_the_same_variant() -> None:
