@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from importlib import metadata
 from typing import Final, NoReturn
 
-from torchdoctor.service.errors import EXIT_BAD_INPUT, TorchdoctorError
+from torchdoctor.service.errors import EXIT_ATTENTION, EXIT_BAD_INPUT, TorchdoctorError
 
 COMMANDS: Final = ("check", "hardware", "envs", "plan", "fix", "bench")
 
@@ -73,3 +73,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         # `torchdoctor check | head` must not end in a traceback.
         return 0
+    except Exception as exc:
+        # A bug of ours: one line for the person, the traceback in a file for the bug report.
+        where = _write_crash_log()
+        print(f"torchdoctor: internal error: {type(exc).__name__}: {exc} (details: {where})", file=sys.stderr)
+        return EXIT_ATTENTION
+
+
+def _write_crash_log() -> str:
+    import traceback  # noqa: PLC0415 - only on the crash path
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    from torchdoctor.service import paths  # noqa: PLC0415
+
+    try:
+        folder = paths.log_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"crash-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.log"
+        path.write_text(" ".join(sys.argv) + "\n\n" + traceback.format_exc(), encoding="utf-8")
+        return str(path)
+    except OSError:
+        return "no log could be written"

@@ -22,6 +22,7 @@ from typing import Final
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
 
 from torchdoctor.service.archscan import read_arch_flags
 from torchdoctor.service.errors import UnreadableError
@@ -197,8 +198,55 @@ def _companion(site_packages: tuple[Path, ...], name: str) -> CompanionInfo | No
     return CompanionInfo(version=info.version, requires_torch=_requires_torch(info))
 
 
+def is_valid_version(text: str) -> bool:
+    """PEP 440, the local label aside ("2.7.1+cu128" is valid; "garbage" is not)."""
+    try:
+        Version(text)
+    except InvalidVersion:
+        return False
+    return True
+
+
 def _torch_package_dirs(site_packages: tuple[Path, ...]) -> list[Path]:
     return [sp / "torch" for sp in site_packages if (sp / "torch").is_dir()]
+
+
+def _read_torch_files(
+    dist_paths: list[Path], package_dirs: list[Path], has_conda: bool
+) -> tuple[DistInfo | None, dict[str, str | None], list[str]]:
+    """The torch dist-info and version.py, and what is inconsistent between them."""
+    problems: list[str] = []
+    infos = [i for p in dist_paths if (i := read_dist_info(p))]
+    if len(dist_paths) > 1:
+        found = ", ".join(sorted(p.name for p in dist_paths))
+        problems.append(f"several torch installations are recorded at once ({found})")
+    if dist_paths and not infos:
+        problems.append(f"{dist_paths[0].name} has no readable METADATA")
+    info = infos[0] if infos else None
+    fields: dict[str, str | None] = {}
+    if not package_dirs:
+        if info is not None:
+            problems.append("torch is recorded as installed but its package folder is missing")
+    else:
+        try:
+            fields = parse_version_py(
+                (package_dirs[0] / "version.py").read_text(encoding="utf-8", errors="replace")
+            )
+        except OSError:
+            problems.append("torch/version.py is missing")
+        if not dist_paths and not has_conda:
+            problems.append("the torch folder has no dist-info: an install or uninstall was interrupted")
+    meta_version, file_version = (info.version if info else None), fields.get("__version__")
+    if meta_version and file_version:
+        same = meta_version == file_version or (
+            "+" not in meta_version and file_version.split("+", 1)[0] == meta_version
+        )
+        if not same:
+            problems.append(
+                f"the recorded version {meta_version} does not match torch/version.py ({file_version}): "
+                "files of two installs are mixed"
+            )
+    return info, fields, problems
 
 
 def read_build(env: PythonEnv, knowledge: Knowledge) -> BuildReading | None:
@@ -214,64 +262,37 @@ def read_build(env: PythonEnv, knowledge: Knowledge) -> BuildReading | None:
     if not dist_paths and not package_dirs and conda is None:
         return None
 
-    problems: list[str] = []
-    infos = [i for p in dist_paths if (i := read_dist_info(p))]
-    if len(dist_paths) > 1:
-        found = ", ".join(sorted(p.name for p in dist_paths))
-        problems.append(f"several torch installations are recorded at once ({found})")
-    if dist_paths and not infos:
-        problems.append(f"{dist_paths[0].name} has no readable METADATA")
-    info = infos[0] if infos else None
-
-    version_fields: dict[str, str | None] = {}
-    if not package_dirs:
-        if info is not None:
-            problems.append("torch is recorded as installed but its package folder is missing")
-    else:
-        version_py = package_dirs[0] / "version.py"
-        try:
-            version_fields = parse_version_py(version_py.read_text(encoding="utf-8", errors="replace"))
-        except OSError:
-            problems.append("torch/version.py is missing")
-        if not dist_paths and conda is None:
-            problems.append("the torch folder has no dist-info: an install or uninstall was interrupted")
-
+    info, fields, problems = _read_torch_files(dist_paths, package_dirs, conda is not None)
     torchvision = _companion(site, "torchvision")
     torchaudio = _companion(site, "torchaudio")
-    file_version = version_fields.get("__version__")
-    meta_version = info.version if info else None
     installer = _installer(info.installer if info else None)
+    tv_version = torchvision.version if torchvision else None
+    ta_version = torchaudio.version if torchaudio else None
 
     if conda is not None and (info is None or installer in (Installer.CONDA, Installer.UNKNOWN)):
         conda_version, conda_variant, conda_cuda = conda
-        # conda builds compile other architectures than the wheels the knowledge describes: read
-        # the build's own list.
-        conda_arch = read_arch_flags(package_dirs[0]) if package_dirs and conda_cuda else None
         build = TorchBuild(
             version=conda_version,
             variant=conda_variant,
-            cuda=version_fields.get("cuda") or conda_cuda,
-            torchvision=torchvision.version if torchvision else None,
-            torchaudio=torchaudio.version if torchaudio else None,
+            cuda=fields.get("cuda") or conda_cuda,
             installer=Installer.CONDA,
             variant_source=VariantSource.CONDA,
-            problems=(),
+            torchvision=tv_version,
+            torchaudio=ta_version,
         )
+        # conda builds compile other architectures than the wheels the knowledge describes.
+        conda_arch = read_arch_flags(package_dirs[0]) if package_dirs and conda_cuda else None
         return BuildReading(build, torchvision, torchaudio, conda_arch)
 
-    if meta_version and file_version:
-        same = meta_version == file_version or (
-            "+" not in meta_version and file_version.split("+", 1)[0] == meta_version
-        )
-        if not same:
-            problems.append(
-                f"the recorded version {meta_version} does not match torch/version.py ({file_version}): "
-                "files of two installs are mixed"
-            )
-
     # The most specific version string we have: version.py carries the label even for PyPI wheels.
+    file_version, meta_version = fields.get("__version__"), (info.version if info else None)
     version = file_version if file_version and "+" in file_version else (meta_version or file_version)
-    variant, cuda, source = _variant(version, version_fields, info, env.platform, knowledge)
+    if version is not None and not is_valid_version(version):
+        problems.append(f"its recorded version {version!r} is not a valid version number")
+        version = None
+    if version is None and not problems:
+        problems.append("neither the torch metadata nor torch/version.py names a version")
+    variant, cuda, source = _variant(version, fields, info, env.platform, knowledge)
     arch = None
     if version and variant and variant.startswith("cu") and package_dirs:
         known = knowledge.arch_list(version, variant, env.platform)
@@ -281,30 +302,14 @@ def read_build(env: PythonEnv, knowledge: Knowledge) -> BuildReading | None:
         version=version,
         variant=variant,
         cuda=cuda,
-        hip=version_fields.get("hip"),
-        torchvision=torchvision.version if torchvision else None,
-        torchaudio=torchaudio.version if torchaudio else None,
+        hip=fields.get("hip"),
         installer=installer,
         variant_source=source,
-        problems=tuple(problems) if (problems or version is None) else (),
+        problems=tuple(problems),
+        torchvision=tv_version,
+        torchaudio=ta_version,
     )
-    if version is None and not build.problems:
-        build = _with_problem(build, "neither the torch metadata nor torch/version.py names a version")
     return BuildReading(build, torchvision, torchaudio, arch)
-
-
-def _with_problem(build: TorchBuild, problem: str) -> TorchBuild:
-    return TorchBuild(
-        version=build.version,
-        variant=build.variant,
-        cuda=build.cuda,
-        hip=build.hip,
-        torchvision=build.torchvision,
-        torchaudio=build.torchaudio,
-        installer=build.installer,
-        variant_source=build.variant_source,
-        problems=(*build.problems, problem),
-    )
 
 
 def _variant(

@@ -49,6 +49,8 @@ def run_check(
             reports.append(check_environment(env, hardware, knowledge))
         except UnreadableError as exc:
             all_notes.append(f"skipped {env.root}: {exc}")
+        except Exception as exc:  # one odd environment must not stop a whole check (or the tray)
+            all_notes.append(f"skipped {env.root}: could not be read ({type(exc).__name__}: {exc})")
     return CheckReport(hardware=hardware, environments=tuple(reports), notes=tuple(all_notes))
 
 

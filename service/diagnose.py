@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from torchdoctor.service.builds import BuildReading, CompanionInfo
+from torchdoctor.service.builds import BuildReading, CompanionInfo, is_valid_version
 from torchdoctor.service.fit import DriverLevel, Fit, best_variant, build_fit, driver_verdict, gpu_coverage
 from torchdoctor.service.knowledge import Coverage, Knowledge, release_minor
 from torchdoctor.service.models import (
@@ -276,7 +276,10 @@ def _companion_findings(ctx: _Ctx, reading: BuildReading) -> list[Finding]:
             + ctx.pip_cmd([f"torch=={torch_release}", target], variant),
         )
 
-    tv = reading.torchvision
+    # A companion whose own version does not parse cannot be paired; its import will tell.
+    tv = (
+        reading.torchvision if reading.torchvision and is_valid_version(reading.torchvision.version) else None
+    )
     if tv is not None:
         if rel is not None and _line(tv.version) != rel.torchvision:
             findings.append(mismatch("torchvision", tv, f"torchvision {rel.torchvision}.x"))
@@ -287,7 +290,7 @@ def _companion_findings(ctx: _Ctx, reading: BuildReading) -> list[Finding]:
                 )
             )
 
-    ta = reading.torchaudio
+    ta = reading.torchaudio if reading.torchaudio and is_valid_version(reading.torchaudio.version) else None
     if ta is not None:
         ta_stable = kn.torchaudio_is_stable_abi(ta.version)
         if stable_abi_torch and not ta_stable:
@@ -314,7 +317,7 @@ def _variant_mismatches(ctx: _Ctx, reading: BuildReading) -> list[Finding]:
         if info is None:
             continue
         label = local_label(info.version)
-        if label is None or label == build.variant:
+        if label is None or label == build.variant or not is_valid_version(info.version):
             continue
         if name == "torchaudio" and ctx.knowledge.torchaudio_is_stable_abi(info.version):
             # torchaudio >= 2.11 tolerates a different CUDA minor; only the major must agree.

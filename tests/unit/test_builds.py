@@ -221,3 +221,16 @@ def test_pip_over_conda_reports_the_pip_files(tmp_path: Path, kn: Knowledge) -> 
     reading = read_build(env, kn)
     assert reading is not None
     assert (reading.build.installer, reading.build.variant) == (Installer.PIP, "cu128")
+
+
+def test_an_invalid_torch_version_is_unreadable_not_a_crash(tmp_path: Path, kn: Knowledge) -> None:
+    env = site_packages_env(tmp_path)
+    unpack_standin(
+        env,
+        StandIn(
+            "torch", "2.7.1", files={"torch/version.py": "__version__ = 'garbage+cu128'\ncuda = '12.8'\n"}
+        ),
+    )
+    reading = read_build(env, kn)
+    assert reading is not None
+    assert any("not a valid version" in p for p in reading.build.problems)

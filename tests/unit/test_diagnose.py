@@ -333,3 +333,8 @@ def test_arch_lists_follow_the_environments_os_not_the_hardware_files(kn: Knowle
     win = diagnose(env(Platform.WINDOWS), reading("2.8.0+cu128"), hw, kn)  # ...a Windows venv
     assert [f.code.value for f in win] == ["gpu-arch-unsupported"]
     assert diagnose(env(Platform.LINUX), reading("2.8.0+cu128"), hw, kn) == ()
+
+
+def test_a_companion_with_an_unparseable_version_is_not_judged(kn: Knowledge) -> None:
+    hw = hardware("572.16", "12.8", RTX_4090)
+    assert diagnose(env(), reading("2.7.1+cu128", torchvision="nonsense"), hw, kn) == ()

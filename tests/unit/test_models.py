@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from torchdoctor.service.models import (
@@ -48,3 +50,20 @@ def test_status_follows_the_worst_severity_and_info_does_not_lower_it() -> None:
 def test_release_drops_the_local_label() -> None:
     assert _build().release == "2.7.1"
     assert TorchBuild(version=None, variant=None, cuda=None).release is None
+
+
+def test_an_internal_error_is_one_line_and_a_crash_log(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], td_dirs: dict[str, Path]
+) -> None:
+    from torchdoctor.agent import cli
+    from torchdoctor.agent.commands import hardware
+
+    def boom(_args: object) -> int:
+        raise ZeroDivisionError("a bug of ours")
+
+    monkeypatch.setattr(hardware, "run", boom)
+    assert cli.main(["hardware"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "internal error: ZeroDivisionError: a bug of ours" in err
+    (log,) = td_dirs["log"].glob("crash-*.log")
+    assert "Traceback" in log.read_text()
