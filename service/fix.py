@@ -100,17 +100,6 @@ def fix_session(env: PythonEnv, reporter: Reporter) -> Iterator[Snapshot | None]
         yield recovered
 
 
-def is_noop(plan: Plan, installed: BuildReading | None) -> bool:
-    """The environment already has exactly the planned builds."""
-    if installed is None or installed.build.version != str(plan.torch.version):
-        return False
-    for file in plan.companions:
-        info = getattr(installed, file.project, None)
-        if info is None or info.version != str(file.version):
-            return False
-    return True
-
-
 def check_conda(installed: BuildReading | None, options: FixOptions) -> None:
     if installed is None or installed.build.installer is not Installer.CONDA or options.allow_conda_mix:
         return

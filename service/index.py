@@ -249,10 +249,13 @@ def _make_file(
     size: int | None,
     metadata: object,
     filename: str | None = None,
-) -> IndexFile | str | None:
+) -> IndexFile | _Refused | str | None:
     """One link -> an IndexFile, None (not a wheel) or a note saying why it was skipped."""
-    check_url(url, what=f"file link on {page_url}")
     name = filename or unquote(PurePosixPath(urlsplit(url).path).name)
+    try:
+        check_url(url, what=f"file link on {page_url}")
+    except InsecureIndexError as exc:
+        return _Refused(exc) if name.lower().endswith(".whl") else None
     if not name.lower().endswith(".whl"):
         return None
     try:
@@ -280,14 +283,29 @@ def _make_file(
     )
 
 
-def _collect(results: Iterable[IndexFile | str | None]) -> ParsedPage:
+@dataclass(frozen=True, slots=True)
+class _Refused:
+    """A wheel link that is not https: skipped, unless the page has nothing else to offer."""
+
+    error: InsecureIndexError
+
+
+def _collect(results: Iterable[IndexFile | _Refused | str | None]) -> ParsedPage:
+    """One old plain-http link must not make a whole page unusable; a page of nothing but such
+    links is refused outright (it would otherwise read as "nothing published")."""
     files: list[IndexFile] = []
     notes: list[str] = []
+    refused: list[InsecureIndexError] = []
     for item in results:
         if isinstance(item, IndexFile):
             files.append(item)
+        elif isinstance(item, _Refused):
+            refused.append(item.error)
+            notes.append(f"skipped a link: {item.error}")
         elif isinstance(item, str):
             notes.append(item)
+    if refused and not files:
+        raise refused[0]
     return ParsedPage(tuple(files), tuple(notes))
 
 
@@ -299,7 +317,7 @@ def parse_simple_html(body: str, page_url: str, project: str) -> ParsedPage:
     base = urljoin(page_url, parser.base) if parser.base else page_url
     name = canonicalize_name(project)
 
-    def links() -> Iterable[IndexFile | str | None]:
+    def links() -> Iterable[IndexFile | _Refused | str | None]:
         for attrs in parser.anchors:
             href = attrs.get("href")
             if not href:
@@ -338,7 +356,7 @@ def parse_simple_json(body: str, page_url: str, project: str) -> ParsedPage:
         raise bad(f"api-version {api} (we read 1.x)")
     name = canonicalize_name(project)
 
-    def links() -> Iterable[IndexFile | str | None]:
+    def links() -> Iterable[IndexFile | _Refused | str | None]:
         for entry in data["files"]:
             if not isinstance(entry, dict) or not isinstance(entry.get("url"), str):
                 raise bad("a file entry without a url")

@@ -58,6 +58,7 @@ class Plan:
     reason: str
     notes: tuple[str, ...] = ()
     current: str | None = None  # the torch version installed now
+    changes_nothing: bool = False  # the environment already has exactly these builds
 
     @property
     def files(self) -> tuple[IndexFile, ...]:
@@ -66,10 +67,6 @@ class Plan:
     @property
     def requirements(self) -> tuple[str, ...]:
         return tuple(f"{f.project}=={f.version}" for f in self.files)
-
-    @property
-    def changes_nothing(self) -> bool:
-        return self.current is not None and self.current == str(self.torch.version)
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,6 +299,7 @@ def build_plan(
     installed: BuildReading | None,
 ) -> Plan:
     current = installed.build.version if installed else None
+    files = (choice.file, *companions)
     return Plan(
         environment=environment,
         variant=choice.variant,
@@ -311,7 +309,19 @@ def build_plan(
         reason=choice.reason,
         notes=notes,
         current=current,
+        changes_nothing=_has_exactly(installed, files),
     )
+
+
+def _has_exactly(installed: BuildReading | None, files: Sequence[IndexFile]) -> bool:
+    """The environment already has every planned build at exactly the planned version."""
+    if installed is None:
+        return False
+    have = {"torch": installed.build.version}
+    for project in COMPANIONS:
+        info = getattr(installed, project)
+        have[project] = info.version if info is not None else None
+    return all(have.get(f.project) == str(f.version) for f in files)
 
 
 def plan_to_json(plan: Plan) -> dict[str, object]:
@@ -324,6 +334,7 @@ def plan_to_json(plan: Plan) -> dict[str, object]:
         "reason": plan.reason,
         "notes": list(plan.notes),
         "current": plan.current,
+        "changes_nothing": plan.changes_nothing,
         "files": [
             {"project": f.project, "filename": f.filename, "url": f.url, "sha256": f.sha256, "size": f.size}
             for f in plan.files

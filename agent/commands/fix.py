@@ -21,11 +21,12 @@ from torchdoctor.service.fix import (
     apply_plan,
     check_conda,
     fix_session,
-    is_noop,
 )
 from torchdoctor.service.index import IndexFile
 from torchdoctor.service.installers import find_uv, make_backend, resolve_backend
+from torchdoctor.service.models import PythonEnv
 from torchdoctor.service.plan import Plan
+from torchdoctor.service.snapshot import pending_snapshots
 
 
 class ConfirmationNeededError(BadInputError):
@@ -140,22 +141,27 @@ def handle(args: argparse.Namespace) -> int:
     err = sys.stderr
     reporter = ConsoleReporter(err)
     env = environment_from_path(args.env)
+    if args.dry_run:
+        # Read-only: no lock, and an interrupted earlier fix is only mentioned, not restored.
+        if pending_snapshots(env):
+            print("  note: an earlier fix was interrupted; a real run restores it first", file=sys.stdout)
+        return _fix(args, env, reporter)
     try:
         # The lock is held from before planning until the end: the plan is made from the files as
         # they are after an interrupted earlier fix was restored, and nobody changes them meanwhile.
         with fix_session(env, reporter):
-            return _fix(args, reporter)
+            return _fix(args, env, reporter)
     except KeyboardInterrupt:
         reporter.end_line()
         raise FixFailedError("interrupted before anything was changed") from None
 
 
-def _fix(args: argparse.Namespace, reporter: ConsoleReporter) -> int:
+def _fix(args: argparse.Namespace, env: PythonEnv, reporter: ConsoleReporter) -> int:
     err = reporter.out
-    prepared = prepare(args, progress=err if err.isatty() else None)
-    plan, env = prepared.plan, prepared.env
+    prepared = prepare(args, env=env, progress=err if err.isatty() else None)
+    plan = prepared.plan
     render(plan, sys.stdout)
-    if is_noop(plan, prepared.target.installed):
+    if plan.changes_nothing:
         print("Nothing to do: the environment already has these builds.", file=sys.stdout)
         return EXIT_OK
     options = FixOptions(run_bench=not args.no_bench, allow_conda_mix=args.allow_conda_mix)

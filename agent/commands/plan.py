@@ -10,7 +10,7 @@ from typing import TextIO
 
 from torchdoctor.agent.output import human_size, paint, use_colour, write_json
 from torchdoctor.service.environments import environment_from_path
-from torchdoctor.service.errors import EXIT_ATTENTION, EXIT_OK
+from torchdoctor.service.errors import EXIT_BAD_INPUT, EXIT_OK, TorchdoctorError
 from torchdoctor.service.hardware import resolve_hardware
 from torchdoctor.service.index import DEFAULT_INDEX_BASE, IndexClient, validate_index_base
 from torchdoctor.service.knowledge import load_knowledge
@@ -56,10 +56,9 @@ class Prepared:
     plan: Plan
 
 
-def prepare(args: argparse.Namespace, *, progress: TextIO | None = None) -> Prepared:
+def prepare(args: argparse.Namespace, *, env: PythonEnv, progress: TextIO | None = None) -> Prepared:
     """Raises PlanRefusedError (exit 1), IndexUnreachableError (exit 1) or a BadInputError (exit 2)."""
     index_base = validate_index_base(args.index_base)
-    env = environment_from_path(args.env)
     knowledge = load_knowledge()
     hardware = resolve_hardware(args.hardware)
     target = inspect_target(env, knowledge)
@@ -74,24 +73,28 @@ def prepare(args: argparse.Namespace, *, progress: TextIO | None = None) -> Prep
 
 
 def handle(args: argparse.Namespace) -> int:
+    env = environment_from_path(args.env)
     try:
         # Progress only for a person watching: scripts get stderr for errors alone.
-        plan = prepare(args, progress=sys.stderr if sys.stderr.isatty() and not args.json else None).plan
-    except PlanRefusedError as refused:
-        if not args.json:
+        progress = sys.stderr if sys.stderr.isatty() and not args.json else None
+        plan = prepare(args, env=env, progress=progress).plan
+    except TorchdoctorError as exc:
+        if not args.json or exc.exit_code == EXIT_BAD_INPUT:
             raise
+        # A script asked for JSON: it gets a document saying why there is no plan, and the exit code.
         write_json(
             {
-                "environment": str(args.env),
+                "environment": str(env.root),
                 "variant": None,
                 "index_url": None,
                 "requirements": [],
-                "reason": str(refused),
-                "hint": refused.hint,
-                "refused": True,
+                "reason": str(exc),
+                "hint": exc.hint,
+                "refused": isinstance(exc, PlanRefusedError),
+                "error": exc.code,
             }
         )
-        return EXIT_ATTENTION
+        return exc.exit_code
     if args.json:
         write_json(plan_to_json(plan))
     else:

@@ -297,3 +297,22 @@ def test_conda_torch_needs_consent(tmp_path: Path, index: IndexServer) -> None:
     proc = fix(tmp_path, env, index.url, "--yes", "--no-bench")
     assert proc.returncode == 1
     assert "--allow-conda-mix" in proc.stderr and "conda" in proc.stderr
+
+
+def test_dry_run_does_not_restore_an_interrupted_fix(tmp_path: Path, index: IndexServer) -> None:
+    env = cpu_env(tmp_path / "venv")
+    # A pending snapshot as a killed fix leaves it: taken by a process that is gone.
+    script = (
+        "import sys; from pathlib import Path\n"
+        "from torchdoctor.service.snapshot import take_snapshot\n"
+        "from torchdoctor.service.environments import environment_from_path\n"
+        f"take_snapshot(environment_from_path(Path({str(env.root)!r})))\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
+    install_standins(env, family("cu126"))  # what the killed fix had got to
+    before = tree_digest(env.root)
+    proc = fix(tmp_path, env, index.url, "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    assert "an earlier fix was interrupted" in proc.stdout
+    assert tree_digest(env.root) == before
+    assert list((env.root / ".torchdoctor" / "rollback").iterdir())

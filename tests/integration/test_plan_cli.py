@@ -152,3 +152,46 @@ def test_an_unreachable_index_is_one_clear_line(tmp_path: Path, venv: PythonEnv)
     assert "Traceback" not in proc.stderr
     first = proc.stderr.splitlines()[0]
     assert first.startswith("torchdoctor: ") and url in first
+
+
+def test_json_consumers_get_a_document_even_when_the_index_is_gone(tmp_path: Path, venv: PythonEnv) -> None:
+    server = IndexServer(tmp_path / "gone").start()
+    url = server.url
+    server.stop()
+    proc = plan(tmp_path, RTX_4090, venv, url, "--json")
+    assert proc.returncode == 1
+    doc = json.loads(proc.stdout)
+    assert doc["error"] == "index-unreachable" and doc["refused"] is False
+    assert doc["environment"] == str(venv.root)
+
+
+def test_the_environment_is_named_by_its_root_even_when_given_its_python(
+    tmp_path: Path, index: IndexServer, venv: PythonEnv
+) -> None:
+    hw = tmp_path / "hw.json"
+    hw.write_text(json.dumps(RTX_5090))
+    root = tmp_path / "only-cu126"
+    publish(root, [StandIn("torch", "2.7.1+cu126", cuda="12.6")], "cu126")
+    with IndexServer(root) as small:
+        argv = [sys.executable, "-m", "torchdoctor.agent", "plan", "--json", "--env", str(venv.python)]
+        proc = subprocess.run(
+            [*argv, "--hardware", str(hw), "--index-base", small.url],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert proc.returncode == 1
+    assert json.loads(proc.stdout)["environment"] == str(venv.root)
+
+
+def test_plan_and_fix_agree_that_a_mismatched_companion_is_a_change(
+    tmp_path: Path, index: IndexServer
+) -> None:
+    env = make_venv(tmp_path / "venv")
+    install_standins(
+        env, [StandIn("torch", "2.7.1+cu128", cuda="12.8"), StandIn("torchvision", "0.21.0+cu128")]
+    )
+    doc = json.loads(plan(tmp_path, RTX_4090, env, index.url, "--json").stdout)
+    assert doc["requirements"] == ["torch==2.7.1+cu128", "torchvision==0.22.1+cu128"]
+    assert doc["changes_nothing"] is False

@@ -329,3 +329,13 @@ def test_compatible_keeps_matching_tags_python_versions_and_drops_yanked() -> No
 def test_compatible_admits_prerelease_pythons() -> None:
     item = make("torch-2.7.1-py3-none-any.whl", requires_python=">=3.9")
     assert compatible([item], [Tag("py3", "none", "any")], "3.14.0rc1") == (item,)
+
+
+def test_one_plain_http_link_among_https_ones_is_skipped_with_a_note() -> None:
+    body = page(
+        '<a href="http://old.example.com/whl/torch-2.0.0%2Bcu118-py3-none-any.whl">old</a>'
+        '<a href="https://download.pytorch.org/whl/cu128/torch-2.7.1%2Bcu128-py3-none-any.whl">new</a>'
+    )
+    parsed = parse_simple_html(body, CU128_PAGE, "torch")
+    assert [str(f.version) for f in parsed.files] == ["2.7.1+cu128"]
+    assert any("http://old.example.com" in note for note in parsed.notes)
