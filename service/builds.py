@@ -14,6 +14,7 @@ from __future__ import annotations
 import ast
 import json
 import re
+import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from email.parser import HeaderParser
@@ -205,6 +206,49 @@ def is_valid_version(text: str) -> bool:
     except InvalidVersion:
         return False
     return True
+
+
+def installed_distributions(site_packages: Iterable[Path]) -> dict[str, DistInfo]:
+    """Every distribution in these site-packages folders, by normalised name."""
+    found: dict[str, DistInfo] = {}
+    for sp in site_packages:
+        try:
+            entries = list(sp.iterdir())
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.name.endswith(".dist-info") and (info := read_dist_info(entry)) is not None:
+                found.setdefault(info.name, info)
+    return found
+
+
+def requirement_names(requires: Iterable[str]) -> set[str]:
+    """The projects `Requires-Dist` lines name, leaving out extras (those are not installed)."""
+    names: set[str] = set()
+    for line in requires:
+        try:
+            req = Requirement(line)
+        except InvalidRequirement:
+            continue
+        if req.marker is not None and "extra" in str(req.marker):
+            continue
+        names.add(canonicalize_name(req.name))
+    return names
+
+
+def wheel_requirements(wheel: Path) -> tuple[str, ...]:
+    """The `Requires-Dist` lines of a wheel file's METADATA (empty if it cannot be read)."""
+    try:
+        with zipfile.ZipFile(wheel) as zf:
+            name = next(
+                (n for n in zf.namelist() if n.endswith(".dist-info/METADATA") and n.count("/") == 1), None
+            )
+            if name is None:
+                return ()
+            text = zf.read(name).decode("utf-8", "replace")
+    except (OSError, zipfile.BadZipFile):
+        return ()
+    return tuple(HeaderParser().parsestr(text, headersonly=True).get_all("Requires-Dist") or ())
 
 
 def _torch_package_dirs(site_packages: tuple[Path, ...]) -> list[Path]:

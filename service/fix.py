@@ -16,17 +16,23 @@ The UI (CLI or tray) sees progress through a `Reporter` and decides nothing here
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TextIO
 
 from torchdoctor.service.bench import BenchResult
 from torchdoctor.service.bench_history import bench_and_record
-from torchdoctor.service.builds import BuildReading
+from torchdoctor.service.builds import (
+    BuildReading,
+    installed_distributions,
+    requirement_names,
+    wheel_requirements,
+)
 from torchdoctor.service.download import download
 from torchdoctor.service.envguard import ensure_not_in_use, env_lock
 from torchdoctor.service.errors import TorchdoctorError
@@ -35,6 +41,7 @@ from torchdoctor.service.installers import Backend
 from torchdoctor.service.models import Hardware, Installer, PythonEnv
 from torchdoctor.service.plan import Plan
 from torchdoctor.service.snapshot import (
+    TORCH_FAMILY,
     RestoreFailedError,
     Snapshot,
     discard_snapshot,
@@ -123,11 +130,38 @@ def _uninterruptible() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _restore(snapshot: Snapshot, reporter: Reporter, log: TextIO) -> None:
+def projects_to_save(env: PythonEnv, wheels: Sequence[Path]) -> tuple[str, ...]:
+    """The torch family, and every project the installer may add, upgrade or downgrade for it.
+
+    The installer's dependency step changes more than the torch family (a pinned triton, nvidia-*
+    libraries, numpy for torchvision); restoring "exactly" means restoring those too. Named here:
+    what the incoming wheels require, and, transitively, what the installed projects require.
+    A project named but not installed yet is saved as "absent", so a restore removes it.
+    """
+    installed = installed_distributions(env.site_packages)
+    names = set(TORCH_FAMILY)
+    for wheel in wheels:
+        names |= requirement_names(wheel_requirements(wheel))
+    queue = list(names)
+    while queue:
+        info = installed.get(queue.pop())
+        for name in requirement_names(info.requires) if info is not None else ():
+            if name not in names:
+                names.add(name)
+                queue.append(name)
+    return tuple(sorted(names))
+
+
+def _restore(snapshot: Snapshot, before: set[str], env: PythonEnv, reporter: Reporter, log: TextIO) -> None:
+    """Put the snapshot back, and remove projects that appeared during the fix and were not named
+    up front (dependencies of new dependencies)."""
     reporter.step("Restoring the previous torch files")
+    appeared = set(installed_distributions(env.site_packages)) - before - set(snapshot.projects)
+    if appeared:
+        snapshot = dataclasses.replace(snapshot, projects=(*snapshot.projects, *sorted(appeared)))
     with _uninterruptible():
         restore_snapshot(snapshot)  # RestoreFailedError (exit 3) propagates
-    log.write(f"restored snapshot {snapshot.id} ({len(snapshot.files)} files)\n")
+    log.write(f"restored snapshot {snapshot.id} ({len(snapshot.files)} files; removed {sorted(appeared)})\n")
 
 
 def _describe_before(snapshot: Snapshot) -> str:
@@ -170,7 +204,8 @@ def apply_plan(
 
     backend.preflight(env)
     reporter.step("Saving the current torch files so they can be restored")
-    snapshot = take_snapshot(env, incoming=wheels)
+    before = set(installed_distributions(env.site_packages))
+    snapshot = take_snapshot(env, projects=projects_to_save(env, wheels), incoming=wheels)
     log.write(f"snapshot {snapshot.id}: {len(snapshot.files)} files, {snapshot.linked} linked\n")
     try:
         reporter.step(f"Installing with {backend.name}")
@@ -208,15 +243,15 @@ def apply_plan(
     except RestoreFailedError:
         raise
     except KeyboardInterrupt:
-        _restore(snapshot, reporter, log)
+        _restore(snapshot, before, env, reporter, log)
         raise FixFailedError(f"interrupted; {_describe_before(snapshot)} was restored exactly") from None
     except FixFailedError as exc:
-        _restore(snapshot, reporter, log)
+        _restore(snapshot, before, env, reporter, log)
         raise FixFailedError(
             f"{exc.message}; {_describe_before(snapshot)} was restored exactly", hint=exc.hint
         ) from None
     except Exception as exc:
-        _restore(snapshot, reporter, log)
+        _restore(snapshot, before, env, reporter, log)
         message = exc.message if isinstance(exc, TorchdoctorError) else f"{type(exc).__name__}: {exc}"
         hint = exc.hint if isinstance(exc, TorchdoctorError) else None
         raise FixFailedError(

@@ -316,3 +316,39 @@ def test_dry_run_does_not_restore_an_interrupted_fix(tmp_path: Path, index: Inde
     assert "an earlier fix was interrupted" in proc.stdout
     assert tree_digest(env.root) == before
     assert list((env.root / ".torchdoctor" / "rollback").iterdir())
+
+
+@pytest.mark.parametrize("installer", ["uv", "pip"])
+def test_dependencies_the_installer_changed_are_rolled_back_too(tmp_path: Path, installer: str) -> None:
+    """The new torch pins tdhelper 2.0 (1.0 is installed) and brings tdnew, which brings tdnewer;
+    it then fails verification. Restoring "exactly" must put tdhelper 1.0 back and take the rest away."""
+    root = tmp_path / "index"
+    publish(
+        root,
+        [
+            StandIn("tdhelper", "1.0"),
+            StandIn("tdhelper", "2.0"),
+            StandIn("tdnew", "1.0", requires=["tdnewer"]),
+            StandIn("tdnewer", "1.0"),
+        ],
+        "cu128",
+    )
+    broken = StandIn(
+        "torch", "2.7.1+cu128", cuda="12.8", requires=["tdhelper==2.0", "tdnew"], import_error="boom"
+    )
+    publish(root, [broken, StandIn("torchvision", "0.22.1+cu128")], "cu128")
+    env = make_venv(tmp_path / "venv")
+    install_standins(
+        env,
+        [
+            StandIn("torch", "2.7.1+cpu", requires=["tdhelper==1.0"]),
+            StandIn("torchvision", "0.22.1+cpu"),
+            StandIn("tdhelper", "1.0"),
+        ],
+    )
+    before = tree_digest(env.root)
+    with IndexServer(root) as server:
+        proc = fix(tmp_path, env, server.url, "--yes", "--no-bench", "--installer", installer)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "restored exactly" in proc.stderr
+    assert tree_digest(env.root) == before
