@@ -16,6 +16,7 @@ from packaging.version import InvalidVersion, Version
 
 from torchdoctor.service.builds import BuildReading, CompanionInfo, is_valid_version
 from torchdoctor.service.fit import DriverLevel, Fit, best_variant, build_fit, driver_verdict, gpu_coverage
+from torchdoctor.service.index import DEFAULT_INDEX_BASE
 from torchdoctor.service.knowledge import Coverage, Knowledge, release_minor
 from torchdoctor.service.models import (
     Finding,
@@ -27,8 +28,6 @@ from torchdoctor.service.models import (
     TorchBuild,
 )
 from torchdoctor.service.variants import cuda_key, local_label, variant_cuda
-
-DEFAULT_INDEX_BASE = "https://download.pytorch.org/whl"
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,10 +250,6 @@ def _spec_allows(spec: str | None, version: str) -> bool:
         return True
 
 
-def _line(version: str) -> str:
-    return release_minor(version)
-
-
 def _companion_findings(ctx: _Ctx, reading: BuildReading) -> list[Finding]:
     build, kn = ctx.build, ctx.knowledge
     if build.version is None or build.release is None:
@@ -281,7 +276,7 @@ def _companion_findings(ctx: _Ctx, reading: BuildReading) -> list[Finding]:
         reading.torchvision if reading.torchvision and is_valid_version(reading.torchvision.version) else None
     )
     if tv is not None:
-        if rel is not None and _line(tv.version) != rel.torchvision:
+        if rel is not None and release_minor(tv.version) != rel.torchvision:
             findings.append(mismatch("torchvision", tv, f"torchvision {rel.torchvision}.x"))
         elif not _spec_allows(tv.requires_torch, build.version):
             findings.append(
@@ -297,7 +292,7 @@ def _companion_findings(ctx: _Ctx, reading: BuildReading) -> list[Finding]:
             findings.append(
                 mismatch("torchaudio", ta, f"torchaudio {kn.torchaudio_stable_abi_from}.x or newer")
             )
-        elif not stable_abi_torch and rel is not None and _line(ta.version) != rel.torchaudio:
+        elif not stable_abi_torch and rel is not None and release_minor(ta.version) != rel.torchaudio:
             findings.append(mismatch("torchaudio", ta, f"torchaudio {rel.torchaudio}.x"))
         elif not _spec_allows(ta.requires_torch, build.version):
             findings.append(

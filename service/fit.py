@@ -8,16 +8,12 @@ built with. `diagnose` judges installed builds with this; `plan` chooses new one
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Final
 
 from torchdoctor.service.knowledge import ArchList, Coverage, DriverFloor, DriverVersion, Knowledge
 from torchdoctor.service.models import ComputeCapability, Gpu, Hardware, Platform
-from torchdoctor.service.variants import cuda_key, variant_cuda
-
-_CUDA_RE: Final = re.compile(r"^(\d+)\.(\d+)")
+from torchdoctor.service.variants import cuda_key, cuda_tuple, variant_cuda
 
 
 class DriverLevel(StrEnum):
@@ -78,11 +74,6 @@ def _parse_driver(text: str | None) -> DriverVersion | None:
         return None
 
 
-def _cuda_tuple(text: str | None) -> tuple[int, int] | None:
-    match = _CUDA_RE.match(text or "")
-    return (int(match.group(1)), int(match.group(2))) if match else None
-
-
 def driver_verdict(knowledge: Knowledge, cuda: str, hardware: Hardware) -> DriverVerdict:
     """Judge the installed driver against a build's CUDA version.
 
@@ -98,8 +89,8 @@ def driver_verdict(knowledge: Knowledge, cuda: str, hardware: Hardware) -> Drive
         if floor.toolkit is not None and have < floor.toolkit:
             return DriverVerdict(DriverLevel.MINOR_COMPAT, floor, hardware.driver_version)
         return DriverVerdict(DriverLevel.FULL, floor, hardware.driver_version)
-    driver_cuda = _cuda_tuple(hardware.cuda_driver_version)
-    build_cuda = _cuda_tuple(cuda)
+    driver_cuda = cuda_tuple(hardware.cuda_driver_version)
+    build_cuda = cuda_tuple(cuda)
     if driver_cuda is not None and build_cuda is not None:
         have_text = f"CUDA {hardware.cuda_driver_version}"
         if driver_cuda[0] < build_cuda[0]:

@@ -246,13 +246,6 @@ def installer_environ(base: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def _no_window_flags() -> int:
-    # No console window flashing up over the tray app for the minutes an install takes.
-    if sys.platform == "win32":
-        return subprocess.CREATE_NO_WINDOW
-    return 0
-
-
 def _kill_tree(popen: subprocess.Popen[str]) -> None:
     """Kill the installer and anything it started (uv and pip may run helper interpreters)."""
     try:
@@ -333,7 +326,7 @@ def stream_process(
         encoding="utf-8",
         errors="replace",
         env=dict(env),
-        creationflags=_no_window_flags(),
+        creationflags=proc.no_window_flags(),
     )
     assert popen.stdout is not None  # noqa: S101 (stdout=PIPE above)
     lines: queue.Queue[str | None] = queue.Queue()

@@ -17,7 +17,6 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Final, cast
@@ -161,9 +160,6 @@ class Knowledge:
     def release(self, version: str) -> Release | None:
         """The release line of a torch version: "2.7.1+cu128" -> the 2.7 entry, or None if unknown."""
         return self.releases.get(release_minor(version))
-
-    def newest_release(self) -> Release:
-        return max(self.releases.values(), key=lambda r: Version(r.minor))
 
     def arch_list(self, version: str, variant: str, platform: Platform) -> ArchList | None:
         """The GPUs a (torch version, variant) wheel was compiled for on `platform`.
@@ -455,8 +451,3 @@ def load_knowledge(override: Path | None = None) -> Knowledge:
         raw = _merge(raw, _read_json(path, str(path)))
         origin = f"knowledge.json (with {path})"
     return _parse(raw, origin)
-
-
-@cache
-def default_knowledge() -> Knowledge:
-    return load_knowledge()

@@ -13,7 +13,7 @@ The policy, in order (issue #3):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +24,7 @@ from torchdoctor.service.builds import BuildReading
 from torchdoctor.service.diagnose import gpu_words
 from torchdoctor.service.errors import TorchdoctorError
 from torchdoctor.service.fit import DriverLevel, Fit, FitLevel, build_fit, driver_verdict
-from torchdoctor.service.index import IndexFile
+from torchdoctor.service.index import DEFAULT_INDEX_BASE, IndexFile
 from torchdoctor.service.knowledge import Knowledge, release_minor
 from torchdoctor.service.models import Hardware, Platform
 from torchdoctor.service.variants import cuda_key, variant_cuda
@@ -195,7 +195,7 @@ def choose_torch(
 def _cpu_hint() -> str:
     return (
         "the CPU build runs without the GPU if you choose it: "
-        "pip install torch --index-url https://download.pytorch.org/whl/cpu"
+        f"pip install torch --index-url {DEFAULT_INDEX_BASE}/cpu"
     )
 
 
@@ -231,12 +231,12 @@ def choose_companions(
     knowledge: Knowledge,
     published: Published,
     tags: Sequence[Tag],
-    requirement_ok: Callable[[IndexFile, Version], bool] | None = None,
 ) -> tuple[tuple[IndexFile, ...], tuple[str, ...]]:
     """(c): the companions the environment has, paired with the chosen torch, from its variant.
 
-    `requirement_ok(file, torch_version)` may check a candidate's own declared torch requirement
-    (PEP 658 metadata) when the knowledge has no pairing for this release.
+    For a torch release the knowledge does not know, torchvision is paired by the rule every 2.x
+    release has followed (0.(minor+15)), and the plan says that it is a rule, not a fact; the
+    installer still enforces the wheel's own `Requires-Dist: torch==...`.
     """
     if installed is None:
         return (), ()
@@ -257,13 +257,16 @@ def choose_companions(
         if wanted is not None and Version(wanted) in releases:
             pick = Version(wanted)
         else:
-            for version in releases:
-                if _pairs(project, version, torch_version, knowledge) and (
-                    requirement_ok is None
-                    or requirement_ok(_best_file(releases[version], tags), torch_version)
-                ):
-                    pick = version
-                    break
+            pick = next((v for v in releases if _pairs(project, v, torch_version, knowledge)), None)
+            if (
+                pick is not None
+                and project == "torchvision"
+                and knowledge.release(str(torch_version)) is None
+            ):
+                notes.append(
+                    f"torchvision {pick} was paired with torch {torch_version} by the usual version rule; "
+                    "this copy of torchdoctor does not know that release"
+                )
         if pick is None:
             notes.append(
                 f"no {project} paired with torch {torch_version} is published for {choice.variant}; "
@@ -281,8 +284,7 @@ def _pairs(project: str, version: Version, torch_version: Version, knowledge: Kn
     if project == "torchvision":
         if release is not None:
             return line == release.torchvision
-        # Every 2.x release so far pairs torchvision 0.(minor+15); only a guess for unknown releases,
-        # so `requirement_ok` (the wheel's own metadata) is consulted as well.
+        # Every 2.x release so far pairs torchvision 0.(minor+15) (a test of the data checks it).
         return line == f"0.{torch_version.minor + 15}"
     if torch_version >= knowledge.torchaudio_stable_abi_from:
         return version >= knowledge.torchaudio_stable_abi_from and version <= torch_version

@@ -28,7 +28,7 @@ class Completed:
         return self.returncode == 0
 
 
-def _no_window_flags() -> int:
+def no_window_flags() -> int:
     # A console window flashing up for every probe would be unacceptable for a tray app.
     if sys.platform == "win32":
         return subprocess.CREATE_NO_WINDOW
@@ -62,7 +62,7 @@ def run(
             input=input_text,
             stdin=None if input_text is not None else subprocess.DEVNULL,
             check=False,
-            creationflags=_no_window_flags(),
+            creationflags=no_window_flags(),
         )
     except subprocess.TimeoutExpired as exc:
         raise SubprocessTimeoutError(

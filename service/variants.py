@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
+_CUDA_RE: Final = re.compile(r"^(\d+)\.(\d+)")
 _LABEL_RE: Final = re.compile(r"^(cpu|cu\d{2,3}|rocm\d+(?:\.\d+){1,2}|xpu)$")
 
 
@@ -14,10 +15,6 @@ def local_label(version: str) -> str | None:
         return None
     label = version.split("+", 1)[1].lower()
     return label if _LABEL_RE.match(label) else None
-
-
-def is_variant(text: str) -> bool:
-    return bool(_LABEL_RE.match(text))
 
 
 def variant_cuda(variant: str | None) -> str | None:
@@ -34,10 +31,12 @@ def cuda_variant(cuda: str) -> str:
     return f"cu{major}{minor[:1] or '0'}"
 
 
+def cuda_tuple(text: str | None) -> tuple[int, int] | None:
+    """ "12.8" (or "12.8.1") -> (12, 8); None for anything else."""
+    match = _CUDA_RE.match(text or "")
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
 def cuda_key(variant: str) -> tuple[int, int]:
     """Sort key: cu118 < cu126 < cu128 < cu130; non-CUDA variants sort first."""
-    cuda = variant_cuda(variant)
-    if cuda is None:
-        return (0, 0)
-    major, minor = cuda.split(".")
-    return (int(major), int(minor))
+    return cuda_tuple(variant_cuda(variant)) or (0, 0)

@@ -245,3 +245,21 @@ def test_candidate_variants_skip_those_the_driver_cannot_run() -> None:
     assert "cu130" not in variants and "cu132" not in variants
     assert variants[0] == "cu129"
     assert "cu118" in variants
+
+
+def test_an_unknown_release_pairs_torchvision_by_the_rule_and_says_so() -> None:
+    pub = Published(
+        {
+            "cu130": {
+                "torch": (_file("torch", "2.15.0+cu130"),),
+                "torchvision": (_file("torchvision", "0.30.0+cu130"), _file("torchvision", "0.29.1+cu130")),
+            }
+        }
+    )
+    installed = reading("2.13.0+cu130", torchvision="0.28.0+cu130")
+    choice = choose(hardware("580.95.05", "13.0", RTX_4090), None, pub)
+    companions, notes = choose_companions(
+        choice=choice, installed=installed, knowledge=KN, published=pub, tags=CP312
+    )
+    assert [str(f.version) for f in companions] == ["0.30.0+cu130"]
+    assert any("usual version rule" in n for n in notes)
