@@ -629,6 +629,12 @@ def _import_torch(report: _Report) -> Any:
         build = f"ROCm {info['hip']}"
     else:
         build = "CPU"
+    if version is None or torch_file is None:
+        # A torch folder without __init__.py imports as an empty namespace package: not torch.
+        where = ", ".join(getattr(torch, "__path__", []) or []) or "?"
+        detail = f"'import torch' found only an empty folder ({where}), not an installed torch"
+        report.step("torch-import", False, detail, seconds=round(time.perf_counter() - started, 3))
+        return None
     detail = f"torch {info['version']} ({build} build) from {info['path']}"
     report.step("torch-import", True, detail, seconds=round(time.perf_counter() - started, 3))
     return torch

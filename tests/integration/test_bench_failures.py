@@ -89,6 +89,15 @@ def test_no_torch(tmp_path: Path) -> None:
     assert seen[0] == "importing torch" and seen[-1] == "done"
 
 
+def test_a_torch_folder_without_init_is_not_torch(tmp_path: Path) -> None:
+    env = make_venv(tmp_path / "env")
+    (env.site_packages[0] / "torch" / "lib").mkdir(parents=True)  # a half-deleted install
+    result = run_bench(env.python, expect_gpu=False)
+    assert not result.passed
+    (check,) = [c for c in result.checks if c.name == "torch-import"]
+    assert not check.passed and "empty folder" in check.detail
+
+
 def test_windows_dll_failure_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     init = f"raise OSError({WINERROR_126!r})\n"
     env = env_with(tmp_path, torch_with(init, version="2.5.1+cu124", cuda="12.4"))
