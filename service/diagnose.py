@@ -16,7 +16,6 @@ from packaging.version import InvalidVersion, Version
 
 from torchdoctor.service.builds import BuildReading, CompanionInfo, is_valid_version
 from torchdoctor.service.fit import DriverLevel, Fit, best_variant, build_fit, driver_verdict, gpu_coverage
-from torchdoctor.service.index import DEFAULT_INDEX_BASE
 from torchdoctor.service.knowledge import Coverage, Knowledge, release_minor
 from torchdoctor.service.models import (
     Finding,
@@ -27,7 +26,7 @@ from torchdoctor.service.models import (
     PythonEnv,
     TorchBuild,
 )
-from torchdoctor.service.variants import cuda_key, local_label, variant_cuda
+from torchdoctor.service.variants import DEFAULT_INDEX_BASE, cuda_key, local_label, variant_cuda
 
 
 @dataclass(frozen=True, slots=True)

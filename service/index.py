@@ -44,8 +44,8 @@ from packaging.version import InvalidVersion, Version
 
 from torchdoctor.service import paths
 from torchdoctor.service.errors import BadInputError, TorchdoctorError
+from torchdoctor.service.variants import DEFAULT_INDEX_BASE
 
-DEFAULT_INDEX_BASE: Final = "https://download.pytorch.org/whl"
 # PEP 691 content negotiation: JSON if the server has it, HTML otherwise.
 ACCEPT: Final = "application/vnd.pypi.simple.v1+json, text/html;q=0.1"
 JSON_TYPES: Final = frozenset(

@@ -24,10 +24,10 @@ from torchdoctor.service.builds import BuildReading
 from torchdoctor.service.diagnose import gpu_words
 from torchdoctor.service.errors import TorchdoctorError
 from torchdoctor.service.fit import DriverLevel, Fit, FitLevel, build_fit, driver_verdict
-from torchdoctor.service.index import DEFAULT_INDEX_BASE, IndexFile
+from torchdoctor.service.index import IndexFile
 from torchdoctor.service.knowledge import Knowledge, release_minor
 from torchdoctor.service.models import Hardware, Platform
-from torchdoctor.service.variants import cuda_key, variant_cuda
+from torchdoctor.service.variants import DEFAULT_INDEX_BASE, cuda_key, variant_cuda
 
 COMPANIONS = ("torchvision", "torchaudio")
 

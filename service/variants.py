@@ -1,9 +1,12 @@
-"""Variant names: `cpu`, `cu128`, `rocm6.2`, `xpu`, and the CUDA versions they stand for."""
+"""Variant names: `cpu`, `cu128`, `rocm6.2`, `xpu`, the CUDA versions they stand for, and the
+index that serves one sub-index per variant (`<base>/<variant>/`)."""
 
 from __future__ import annotations
 
 import re
 from typing import Final
+
+DEFAULT_INDEX_BASE: Final = "https://download.pytorch.org/whl"
 
 _CUDA_RE: Final = re.compile(r"^(\d+)\.(\d+)")
 _LABEL_RE: Final = re.compile(r"^(cpu|cu\d{2,3}|rocm\d+(?:\.\d+){1,2}|xpu)$")

@@ -12,11 +12,12 @@ from torchdoctor.agent.output import human_size, paint, use_colour, write_json
 from torchdoctor.service.environments import environment_from_path
 from torchdoctor.service.errors import EXIT_BAD_INPUT, EXIT_OK, TorchdoctorError
 from torchdoctor.service.hardware import resolve_hardware
-from torchdoctor.service.index import DEFAULT_INDEX_BASE, IndexClient, validate_index_base
+from torchdoctor.service.index import IndexClient, validate_index_base
 from torchdoctor.service.knowledge import load_knowledge
 from torchdoctor.service.models import Hardware, PythonEnv
 from torchdoctor.service.plan import Plan, PlanRefusedError, plan_to_json
 from torchdoctor.service.planning import Target, inspect_target, make_plan
+from torchdoctor.service.variants import DEFAULT_INDEX_BASE
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -212,3 +212,12 @@ def test_bad_input_is_one_readable_line_and_exit_2(
     assert fragment in proc.stderr
     assert proc.stdout == ""
     assert len(proc.stderr.splitlines()) == 1  # one line, its hint included
+
+
+def test_every_command_has_help_and_the_top_level_lists_them() -> None:
+    top = cli("--help")
+    assert top.returncode == 0
+    for name in ("check", "hardware", "envs", "plan", "fix", "bench"):
+        assert name in top.stdout
+        sub = cli(name, "--help")
+        assert sub.returncode == 0 and sub.stdout.startswith(f"usage: torchdoctor {name}")

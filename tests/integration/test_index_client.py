@@ -21,7 +21,6 @@ from torchdoctor.service import proc
 from torchdoctor.service.errors import BadInputError
 from torchdoctor.service.index import (
     ACCEPT,
-    DEFAULT_INDEX_BASE,
     IndexClient,
     IndexFile,
     IndexResponseError,
@@ -30,6 +29,7 @@ from torchdoctor.service.index import (
     compatible,
 )
 from torchdoctor.service.tags import interpreter_facts, tags_for
+from torchdoctor.service.variants import DEFAULT_INDEX_BASE
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "index"
 LINUX_TAGS = [
