@@ -65,7 +65,10 @@ class BuildReading:
     arch: ArchList | None = None
 
 
-def _iter_dist_infos(site_packages: Iterable[Path], names: set[str]) -> Iterator[Path]:
+def _iter_dist_infos(
+    site_packages: Iterable[Path], names: set[str] | None = None
+) -> Iterator[tuple[str, Path]]:
+    """(normalised name, `*.dist-info` folder) of `names` (of every project when None)."""
     for sp in site_packages:
         try:
             entries = list(sp.iterdir())
@@ -78,8 +81,11 @@ def _iter_dist_infos(site_packages: Iterable[Path], names: set[str]) -> Iterator
             ) from None
         for entry in entries:
             match = _DIST_INFO_RE.match(entry.name)
-            if match and canonicalize_name(match.group("name")) in names:
-                yield entry
+            if not match:
+                continue
+            name = canonicalize_name(match.group("name"))
+            if names is None or name in names:
+                yield name, entry
 
 
 def read_dist_info(path: Path) -> DistInfo | None:
@@ -191,8 +197,8 @@ def _requires_torch(info: DistInfo) -> str | None:
     return None
 
 
-def _companion(site_packages: tuple[Path, ...], name: str) -> CompanionInfo | None:
-    infos = [i for p in _iter_dist_infos(site_packages, {name}) if (i := read_dist_info(p))]
+def _companion(dist_paths: Iterable[Path]) -> CompanionInfo | None:
+    infos = [i for p in dist_paths if (i := read_dist_info(p))]
     if not infos:
         return None
     info = infos[0]
@@ -211,14 +217,9 @@ def is_valid_version(text: str) -> bool:
 def installed_distributions(site_packages: Iterable[Path]) -> dict[str, DistInfo]:
     """Every distribution in these site-packages folders, by normalised name."""
     found: dict[str, DistInfo] = {}
-    for sp in site_packages:
-        try:
-            entries = list(sp.iterdir())
-        except OSError:
-            continue
-        for entry in entries:
-            if entry.name.endswith(".dist-info") and (info := read_dist_info(entry)) is not None:
-                found.setdefault(info.name, info)
+    for _name, path in _iter_dist_infos(site_packages):
+        if (info := read_dist_info(path)) is not None:
+            found.setdefault(info.name, info)
     return found
 
 
@@ -300,15 +301,19 @@ def read_build(env: PythonEnv, knowledge: Knowledge) -> BuildReading | None:
     comes back as a build whose `problems` say what is wrong: the `torch-unreadable` finding.
     """
     site = env.site_packages
-    dist_paths = list(_iter_dist_infos(site, {"torch"}))
+    # One listing of site-packages for the whole family: this runs once per environment per check.
+    by_name: dict[str, list[Path]] = {"torch": [], "torchvision": [], "torchaudio": []}
+    for name, path in _iter_dist_infos(site, set(by_name)):
+        by_name[name].append(path)
+    dist_paths = by_name["torch"]
     package_dirs = _torch_package_dirs(site)
     conda = _conda_torch(env.root)
     if not dist_paths and not package_dirs and conda is None:
         return None
 
     info, fields, problems = _read_torch_files(dist_paths, package_dirs, conda is not None)
-    torchvision = _companion(site, "torchvision")
-    torchaudio = _companion(site, "torchaudio")
+    torchvision = _companion(by_name["torchvision"])
+    torchaudio = _companion(by_name["torchaudio"])
     installer = _installer(info.installer if info else None)
     tv_version = torchvision.version if torchvision else None
     ta_version = torchaudio.version if torchaudio else None

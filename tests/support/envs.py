@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -11,6 +10,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from tests.support.standin import StandIn, build_wheel
+from torchdoctor.service.installers import installer_environ
 from torchdoctor.service.models import EnvKind, Platform, PythonEnv
 
 
@@ -23,21 +23,12 @@ def uv_bin() -> str:
     return found
 
 
-def _quiet_env() -> dict[str, str]:
-    env = dict(os.environ)
-    # The machine-wide pip/uv settings (find-links, constraints) must not leak into test installs.
-    for key in ("PIP_FIND_LINKS", "PIP_CONSTRAINT", "UV_FIND_LINKS", "UV_CONSTRAINT", "UV_INDEX_URL"):
-        env.pop(key, None)
-    env["UV_NO_CONFIG"] = "1"
-    return env
-
-
 def make_venv(path: Path, *, python: str | None = None, seed_pip: bool = False) -> PythonEnv:
     """A real venv at `path` (no pip unless `seed_pip`) as a PythonEnv."""
     argv = [uv_bin(), "venv", "--quiet", "--python", python or sys.executable, str(path)]
     if seed_pip:
         argv.append("--seed")
-    subprocess.run(argv, check=True, env=_quiet_env(), timeout=120, capture_output=True)
+    subprocess.run(argv, check=True, env=installer_environ(), timeout=120, capture_output=True)
     return venv_env(path)
 
 
@@ -72,7 +63,7 @@ def install_standins(env: PythonEnv, specs: Iterable[StandIn]) -> None:
                 *wheels,
             ],
             check=True,
-            env=_quiet_env(),
+            env=installer_environ(),
             timeout=120,
             capture_output=True,
         )
