@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import TextIO
 
+from torchdoctor.agent.args import add_env_arguments, add_hardware_argument
 from torchdoctor.agent.output import paint, table, use_colour, write_json
 from torchdoctor.service.check import check_to_json, run_check
 from torchdoctor.service.config import load_settings
@@ -38,20 +38,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def add_target_arguments(parser: argparse.ArgumentParser) -> None:
     """--hardware / --env / --no-discover, shared by check and tray."""
-    parser.add_argument(
-        "--hardware", type=Path, metavar="FILE", help="use this hardware JSON instead of probing"
-    )
-    parser.add_argument(
-        "--env",
-        type=Path,
-        action="append",
-        default=[],
-        metavar="PATH",
-        help="an environment's root or python executable (repeatable)",
-    )
-    parser.add_argument(
-        "--no-discover", action="store_true", help="check only the --env environments and config.toml's"
-    )
+    add_hardware_argument(parser)
+    add_env_arguments(parser, verb="check")
 
 
 def collect(args: argparse.Namespace) -> CheckReport:

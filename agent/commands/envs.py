@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import TextIO
 
+from torchdoctor.agent.args import add_env_arguments
 from torchdoctor.agent.output import paint, table, use_colour, write_json
 from torchdoctor.service.config import load_settings
 from torchdoctor.service.environments import collect_environments, envs_to_json
@@ -30,19 +30,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         ),
     )
     parser.add_argument("--json", action="store_true", help="write a JSON list instead of a table")
-    parser.add_argument(
-        "--env",
-        type=Path,
-        action="append",
-        default=[],
-        metavar="PATH",
-        help="an environment's root or python executable (repeatable); listed first",
-    )
-    parser.add_argument(
-        "--no-discover",
-        action="store_true",
-        help="list only the --env environments and config.toml's `environments`",
-    )
+    add_env_arguments(parser, verb="list")
     parser.set_defaults(handler=handle)
 
 

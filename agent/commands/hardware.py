@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Final, TextIO
 
+from torchdoctor.agent.args import add_hardware_argument
 from torchdoctor.agent.output import paint, use_colour, write_json
 from torchdoctor.service.errors import EXIT_OK
 from torchdoctor.service.hardware import STATE_SUMMARY, hardware_to_json, resolve_hardware
@@ -42,12 +42,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         ),
     )
     parser.add_argument("--json", action="store_true", help="write JSON instead of text")
-    parser.add_argument(
-        "--hardware",
-        type=Path,
-        metavar="FILE",
-        help="read this hardware file instead of probing (also: $TORCHDOCTOR_HARDWARE)",
-    )
+    add_hardware_argument(parser)
     parser.set_defaults(handler=run)
 
 

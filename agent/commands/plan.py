@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from torchdoctor.agent.args import add_hardware_argument
 from torchdoctor.agent.output import human_size, paint, use_colour, write_json
 from torchdoctor.service.environments import environment_from_path
 from torchdoctor.service.errors import EXIT_BAD_INPUT, EXIT_OK, TorchdoctorError
@@ -36,9 +37,7 @@ def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--env", type=Path, required=True, metavar="PATH", help="the environment's root or python executable"
     )
-    parser.add_argument(
-        "--hardware", type=Path, metavar="FILE", help="use this hardware JSON instead of probing"
-    )
+    add_hardware_argument(parser)
     parser.add_argument(
         "--index-base",
         default=DEFAULT_INDEX_BASE,
