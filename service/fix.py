@@ -7,7 +7,8 @@ The order matters, and each step says why it is where it is:
      (then the caller plans and asks the user, still holding the lock)
   3. refuse if a process uses it     on Windows its DLLs are locked and pip fails half-way
   4. download and hash-check wheels  before anything changes: the network failing costs nothing
-  5. snapshot the torch family       hard links, so a 5 GB CUDA torch costs no copy
+  5. snapshot what may change        the torch family and what it requires; hard links, so a
+                                     5 GB CUDA torch costs no copy
   6. install, verify, benchmark      any failure or Ctrl-C restores the snapshot exactly
   7. discard the snapshot            only once the new build has proven itself
 The UI (CLI or tray) sees progress through a `Reporter` and decides nothing here.
