@@ -77,7 +77,7 @@ timeout "$(budget 45)" "$py" -m torchdoctor.agent hardware --json >"$out/hardwar
 say "hardware exit code $?"
 
 say "2/3 bench_env.py --device cuda --expect-gpu (raw report)"
-timeout "$(budget 100)" "$py" -I service/scripts/bench_env.py --device cuda --expect-gpu \
+timeout "$(budget 100)" "$py" -I service/bench/scripts/bench_env.py --device cuda --expect-gpu \
 	--progress "$out/progress.txt" >"$out/bench-raw.json" 2>>"$log"
 say "raw bench exit code $?"
 cat "$out/progress.txt" >>"$log" 2>/dev/null
@@ -95,7 +95,7 @@ say "bench exit code $bench_rc (0 passed, 1 failed, 2 bad input)"
 import json, sys
 from pathlib import Path
 from torchdoctor.agent.commands.bench import render
-from torchdoctor.service.bench import bench_from_json
+from torchdoctor.service.bench.run import bench_from_json
 
 with open(sys.argv[1], encoding="utf-8") as fh:
     result = bench_from_json(json.load(fh))

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.support.envs import install_standins, make_venv
 from tests.support.index_server import IndexServer
 from tests.support.standin import StandIn
-from torchdoctor.service.installers import find_uv, installer_environ
+from torchdoctor.service.install.installers import find_uv, installer_environ
 
 TORCH_WHEEL = "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl"
 DEPS = ["filelock", "typing-extensions", "setuptools", "sympy", "networkx", "jinja2", "fsspec"]

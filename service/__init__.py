@@ -1,1 +1,1 @@
-"""torchdoctor's engine: probing, discovery, diagnosis, planning and installing. No UI imports."""
+"""torchdoctor's engine, one subpackage per stage (docs/architecture.md). No UI imports."""

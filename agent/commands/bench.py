@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Final, TextIO
 
 from torchdoctor.agent.output import paint, table, use_colour, write_json
-from torchdoctor.service.bench import DEFAULT_TIMEOUT_S, DEVICES, BenchResult, bench_to_json
-from torchdoctor.service.bench_history import bench_and_record
-from torchdoctor.service.environments import environment_from_path
+from torchdoctor.service.bench.history import bench_and_record
+from torchdoctor.service.bench.run import DEFAULT_TIMEOUT_S, DEVICES, BenchResult, bench_to_json
+from torchdoctor.service.envs.discover import environment_from_path
 from torchdoctor.service.errors import EXIT_ATTENTION, EXIT_OK, BadInputError, ProbeError
-from torchdoctor.service.hardware import resolve_hardware
+from torchdoctor.service.probe.hardware import resolve_hardware
 
 _FIGURE_LABELS: Final = {
     "matmul_fp32_tflops": "matmul fp32",

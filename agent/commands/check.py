@@ -8,13 +8,13 @@ from typing import TextIO
 
 from torchdoctor.agent.args import add_env_arguments, add_hardware_argument
 from torchdoctor.agent.output import paint, table, use_colour, write_json
-from torchdoctor.service.check import check_to_json, run_check
 from torchdoctor.service.config import load_settings
-from torchdoctor.service.environments import collect_environments, environment_from_path
+from torchdoctor.service.envs.discover import collect_environments, environment_from_path
 from torchdoctor.service.errors import EXIT_ATTENTION, EXIT_OK
-from torchdoctor.service.hardware import resolve_hardware
-from torchdoctor.service.knowledge import load_knowledge
+from torchdoctor.service.facts.knowledge import load_knowledge
 from torchdoctor.service.models import CheckReport, EnvReport, EnvStatus, Hardware, OverallStatus, Severity
+from torchdoctor.service.probe.hardware import resolve_hardware
+from torchdoctor.service.rules.check import check_to_json, run_check
 
 _STATUS_COLOUR = {
     EnvStatus.OK: "green",

@@ -14,7 +14,7 @@ from typing import TextIO
 from torchdoctor.agent.args import add_env_arguments
 from torchdoctor.agent.output import paint, table, use_colour, write_json
 from torchdoctor.service.config import load_settings
-from torchdoctor.service.environments import collect_environments, envs_to_json
+from torchdoctor.service.envs.discover import collect_environments, envs_to_json
 from torchdoctor.service.errors import EXIT_OK
 from torchdoctor.service.models import PythonEnv
 

@@ -12,9 +12,9 @@ from typing import TextIO
 from torchdoctor.agent.commands.plan import add_plan_arguments, prepare, render
 from torchdoctor.agent.output import human_size, paint, use_colour
 from torchdoctor.service import paths
-from torchdoctor.service.environments import environment_from_path
+from torchdoctor.service.envs.discover import environment_from_path
 from torchdoctor.service.errors import EXIT_OK, BadInputError, TorchdoctorError
-from torchdoctor.service.fix import (
+from torchdoctor.service.install.fix import (
     FixFailedError,
     FixOptions,
     FixResult,
@@ -22,11 +22,11 @@ from torchdoctor.service.fix import (
     check_conda,
     fix_session,
 )
-from torchdoctor.service.index import IndexFile
-from torchdoctor.service.installers import find_uv, make_backend, resolve_backend
+from torchdoctor.service.install.index import IndexFile
+from torchdoctor.service.install.installers import find_uv, make_backend, resolve_backend
+from torchdoctor.service.install.policy import Plan
+from torchdoctor.service.install.snapshot import pending_snapshots
 from torchdoctor.service.models import PythonEnv
-from torchdoctor.service.plan import Plan
-from torchdoctor.service.snapshot import pending_snapshots
 
 
 class ConfirmationNeededError(BadInputError):

@@ -12,8 +12,8 @@ from typing import Final, TextIO
 from torchdoctor.agent.args import add_hardware_argument
 from torchdoctor.agent.output import paint, use_colour, write_json
 from torchdoctor.service.errors import EXIT_OK
-from torchdoctor.service.hardware import STATE_SUMMARY, hardware_to_json, resolve_hardware
 from torchdoctor.service.models import Hardware, HardwareSource, ProbeState
+from torchdoctor.service.probe.hardware import STATE_SUMMARY, hardware_to_json, resolve_hardware
 
 _SOURCE_TEXT: Final = {
     HardwareSource.NVML: "NVML (the NVIDIA driver's management library)",

@@ -10,15 +10,15 @@ from typing import TextIO
 
 from torchdoctor.agent.args import add_hardware_argument
 from torchdoctor.agent.output import human_size, paint, use_colour, write_json
-from torchdoctor.service.environments import environment_from_path
+from torchdoctor.service.envs.discover import environment_from_path
 from torchdoctor.service.errors import EXIT_BAD_INPUT, EXIT_OK, TorchdoctorError
-from torchdoctor.service.hardware import resolve_hardware
-from torchdoctor.service.index import IndexClient, validate_index_base
-from torchdoctor.service.knowledge import load_knowledge
+from torchdoctor.service.facts.knowledge import load_knowledge
+from torchdoctor.service.facts.variants import DEFAULT_INDEX_BASE
+from torchdoctor.service.install.index import IndexClient, validate_index_base
+from torchdoctor.service.install.plan import Target, inspect_target, make_plan
+from torchdoctor.service.install.policy import Plan, PlanRefusedError, plan_to_json
 from torchdoctor.service.models import Hardware, PythonEnv
-from torchdoctor.service.plan import Plan, PlanRefusedError, plan_to_json
-from torchdoctor.service.planning import Target, inspect_target, make_plan
-from torchdoctor.service.variants import DEFAULT_INDEX_BASE
+from torchdoctor.service.probe.hardware import resolve_hardware
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

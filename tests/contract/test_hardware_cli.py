@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from torchdoctor.service.hardware import HARDWARE_ENV, hardware_from_json
+from torchdoctor.service.probe.hardware import HARDWARE_ENV, hardware_from_json
 
 KEYS = ["source", "platform", "driver_version", "cuda_driver_version", "gpus", "state", "notes"]
 GPU_KEYS = ["index", "name", "compute_capability", "memory_mib"]

@@ -15,8 +15,8 @@ from tests.support.envs import install_standins, make_venv
 from tests.support.realtorch import overlay_venv
 from tests.support.standin import StandIn
 from torchdoctor.agent.cli import main
-from torchdoctor.service import bench_history
-from torchdoctor.service.bench import BenchResult, run_bench
+from torchdoctor.service.bench import history as bench_history
+from torchdoctor.service.bench.run import BenchResult, run_bench
 from torchdoctor.service.errors import BadInputError, NotAnEnvironmentError
 from torchdoctor.service.models import PythonEnv
 

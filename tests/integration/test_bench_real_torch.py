@@ -19,8 +19,9 @@ import pytest
 
 from tests.support import realtorch
 from torchdoctor.agent.cli import main
-from torchdoctor.service import bench_history, proc
-from torchdoctor.service.bench import bench_from_json, load_peaks, matmul_tolerance, parse_report, verdict
+from torchdoctor.service import proc
+from torchdoctor.service.bench import history as bench_history
+from torchdoctor.service.bench.run import bench_from_json, load_peaks, matmul_tolerance, parse_report, verdict
 
 pytestmark = [pytest.mark.torch, pytest.mark.slow]
 
@@ -41,7 +42,7 @@ class ScriptRun:
 @pytest.fixture(scope="module")
 def script_run(torch_python: Path) -> ScriptRun:
     """bench_env.py --device cpu, started the way run_bench starts it."""
-    source = resources.files("torchdoctor.service").joinpath("scripts/bench_env.py")
+    source = resources.files("torchdoctor.service.bench").joinpath("scripts/bench_env.py")
     with resources.as_file(source) as script:
         started = time.monotonic()
         completed = proc.run([torch_python, "-I", script, "--device", "cpu"], timeout=120)
@@ -232,7 +233,7 @@ print(json.dumps(bench._clean(report.data)))
 
 
 def test_gpu_path_logic_with_a_stand_in_cuda(torch_python: Path) -> None:
-    source = resources.files("torchdoctor.service").joinpath("scripts/bench_env.py")
+    source = resources.files("torchdoctor.service.bench").joinpath("scripts/bench_env.py")
     with resources.as_file(source) as script:
         completed = proc.run([torch_python, "-I", "-c", FAKE_GPU_DRIVER, script], timeout=120)
     assert completed.ok, completed.stderr[-2000:]

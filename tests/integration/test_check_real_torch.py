@@ -8,11 +8,11 @@ import pytest
 
 from tests.support.hw import RTX_4090, hardware, no_gpu
 from tests.support.realtorch import real_torch_python, venv_root  # noqa: F401 - fixture
-from torchdoctor.service.builds import read_build
-from torchdoctor.service.check import check_environment
-from torchdoctor.service.environments import environment_from_path
-from torchdoctor.service.knowledge import load_knowledge
+from torchdoctor.service.envs.builds import read_build
+from torchdoctor.service.envs.discover import environment_from_path
+from torchdoctor.service.facts.knowledge import load_knowledge
 from torchdoctor.service.models import EnvStatus, Installer, VariantSource
+from torchdoctor.service.rules.check import check_environment
 
 pytestmark = pytest.mark.torch
 

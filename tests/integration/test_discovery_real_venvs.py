@@ -18,7 +18,7 @@ import pytest
 
 from tests.support.envs import uv_bin
 from torchdoctor.service.config import Settings
-from torchdoctor.service.environments import discover_environments, environment_from_path
+from torchdoctor.service.envs.discover import discover_environments, environment_from_path
 from torchdoctor.service.models import EnvKind
 
 pytestmark = pytest.mark.slow

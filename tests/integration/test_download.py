@@ -11,8 +11,8 @@ import pytest
 
 from tests.support.index_server import IndexServer, publish
 from tests.support.standin import StandIn
-from torchdoctor.service.download import DownloadError, download
-from torchdoctor.service.index import IndexClient, IndexFile, InsecureIndexError
+from torchdoctor.service.install.download import DownloadError, download
+from torchdoctor.service.install.index import IndexClient, IndexFile, InsecureIndexError
 
 
 @pytest.fixture

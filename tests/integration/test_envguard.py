@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.envs import make_venv
-from torchdoctor.service.envguard import (
+from torchdoctor.service.install.envguard import (
     EnvironmentInUseError,
     EnvironmentLockedError,
     ensure_not_in_use,
@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[2]
 HOLD_LOCK = """
 import sys, time
 from pathlib import Path
-from torchdoctor.service.envguard import env_lock
+from torchdoctor.service.install.envguard import env_lock
 from torchdoctor.service.models import EnvKind, Platform, PythonEnv
 
 root = Path(sys.argv[1])

@@ -20,9 +20,9 @@ import pytest
 from tests.support.envs import install_standins, make_venv, tree_digest
 from tests.support.index_server import IndexServer, publish
 from tests.support.standin import StandIn
-from torchdoctor.service.builds import read_build
-from torchdoctor.service.envguard import lock_path
-from torchdoctor.service.knowledge import load_knowledge
+from torchdoctor.service.envs.builds import read_build
+from torchdoctor.service.facts.knowledge import load_knowledge
+from torchdoctor.service.install.envguard import lock_path
 from torchdoctor.service.models import PythonEnv
 
 pytestmark = pytest.mark.slow
@@ -304,8 +304,8 @@ def test_dry_run_does_not_restore_an_interrupted_fix(tmp_path: Path, index: Inde
     # A pending snapshot as a killed fix leaves it: taken by a process that is gone.
     script = (
         "import sys; from pathlib import Path\n"
-        "from torchdoctor.service.snapshot import take_snapshot\n"
-        "from torchdoctor.service.environments import environment_from_path\n"
+        "from torchdoctor.service.install.snapshot import take_snapshot\n"
+        "from torchdoctor.service.envs.discover import environment_from_path\n"
         f"take_snapshot(environment_from_path(Path({str(env.root)!r})))\n"
     )
     subprocess.run([sys.executable, "-c", script], check=True, timeout=60)

@@ -18,8 +18,10 @@ from packaging.version import Version
 from tests.support.index_server import IndexServer, IndexServerFactory, publish, torch_family
 from tests.support.standin import StandIn
 from torchdoctor.service import proc
+from torchdoctor.service.envs.tags import interpreter_facts, tags_for
 from torchdoctor.service.errors import BadInputError
-from torchdoctor.service.index import (
+from torchdoctor.service.facts.variants import DEFAULT_INDEX_BASE
+from torchdoctor.service.install.index import (
     ACCEPT,
     IndexClient,
     IndexFile,
@@ -28,8 +30,6 @@ from torchdoctor.service.index import (
     InsecureIndexError,
     compatible,
 )
-from torchdoctor.service.tags import interpreter_facts, tags_for
-from torchdoctor.service.variants import DEFAULT_INDEX_BASE
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "index"
 LINUX_TAGS = [

@@ -21,7 +21,7 @@ from tests.support.envs import install_standins, make_venv, uv_bin
 from tests.support.index_server import IndexServer, publish
 from tests.support.standin import StandIn, build_wheel
 from torchdoctor.service import proc
-from torchdoctor.service.installers import Backend, InstallFailedError, PipBackend, UvBackend
+from torchdoctor.service.install.installers import Backend, InstallFailedError, PipBackend, UvBackend
 from torchdoctor.service.models import PythonEnv
 
 pytestmark = pytest.mark.slow

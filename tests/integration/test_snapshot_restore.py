@@ -23,11 +23,11 @@ import pytest
 
 from tests.support.envs import install_standins, make_venv
 from tests.support.standin import StandIn, build_wheel
-from torchdoctor.service import proc, snapshot
+from torchdoctor.service import proc
 from torchdoctor.service.errors import EXIT_NOT_RESTORED
-from torchdoctor.service.installers import PipBackend, UvBackend
-from torchdoctor.service.models import PythonEnv
-from torchdoctor.service.snapshot import (
+from torchdoctor.service.install import snapshot
+from torchdoctor.service.install.installers import PipBackend, UvBackend
+from torchdoctor.service.install.snapshot import (
     RestoreFailedError,
     SnapshotState,
     discard_snapshot,
@@ -36,7 +36,8 @@ from torchdoctor.service.snapshot import (
     restore_snapshot,
     take_snapshot,
 )
-from torchdoctor.service.verify import verify_build
+from torchdoctor.service.install.verify import verify_build
+from torchdoctor.service.models import PythonEnv
 
 pytestmark = pytest.mark.slow
 
@@ -372,7 +373,7 @@ CHILD = """
 import os, sys, time
 from pathlib import Path
 from tests.support.envs import venv_env
-from torchdoctor.service.snapshot import take_snapshot
+from torchdoctor.service.install.snapshot import take_snapshot
 
 env = venv_env(Path(sys.argv[1]))
 snap = take_snapshot(env)

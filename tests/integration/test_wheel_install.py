@@ -32,9 +32,9 @@ def test_the_wheel_carries_its_data_and_runs(tmp_path: Path) -> None:
     assert installed.returncode == 0, installed.stderr
     probe = (
         "import importlib.resources as r, json\n"
-        "s = r.files('torchdoctor.service')\n"
-        "print(json.dumps([json.loads((s / 'data/knowledge.json').read_text())['schema'],"
-        " (s / 'scripts/bench_env.py').is_file(), (r.files('torchdoctor.icons') / 'torchdoctor.ico').is_file()]))\n"
+        "f, b = r.files('torchdoctor.service.facts'), r.files('torchdoctor.service.bench')\n"
+        "print(json.dumps([json.loads((f / 'data/knowledge.json').read_text())['schema'],"
+        " (b / 'scripts/bench_env.py').is_file(), (r.files('torchdoctor.icons') / 'torchdoctor.ico').is_file()]))\n"
     )
     out = subprocess.run(
         [str(env.python), "-c", probe], capture_output=True, text=True, timeout=60, check=False

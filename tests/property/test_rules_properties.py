@@ -8,9 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.support.hw import env, reading
-from torchdoctor.service.diagnose import diagnose
-from torchdoctor.service.fit import FitLevel, best_variant, build_fit
-from torchdoctor.service.knowledge import Coverage, DriverVersion, load_knowledge
+from torchdoctor.service.facts.knowledge import Coverage, DriverVersion, load_knowledge
+from torchdoctor.service.facts.variants import cuda_key, variant_cuda
 from torchdoctor.service.models import (
     ComputeCapability,
     Gpu,
@@ -20,7 +19,8 @@ from torchdoctor.service.models import (
     ProbeState,
     Severity,
 )
-from torchdoctor.service.variants import cuda_key, variant_cuda
+from torchdoctor.service.rules.diagnose import diagnose
+from torchdoctor.service.rules.fit import FitLevel, best_variant, build_fit
 
 KN = load_knowledge(Path("/nonexistent"))
 CCS = [

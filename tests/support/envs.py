@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from tests.support.standin import StandIn, build_wheel
-from torchdoctor.service.installers import installer_environ
+from torchdoctor.service.install.installers import installer_environ
 from torchdoctor.service.models import EnvKind, Platform, PythonEnv
 
 

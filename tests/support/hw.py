@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from torchdoctor.service.builds import BuildReading, CompanionInfo
+from torchdoctor.service.envs.builds import BuildReading, CompanionInfo
 from torchdoctor.service.models import (
     ComputeCapability,
     EnvKind,

@@ -17,8 +17,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from torchdoctor.service.envs.winreg_reader import Hive
 from torchdoctor.service.proc import Completed
-from torchdoctor.service.winreg_reader import Hive
 
 ELF_STUB = b"\x7fELF\x02\x01\x01\x00stand-in interpreter\n"
 MZ_STUB = b"MZ\x90\x00stand-in interpreter\n"

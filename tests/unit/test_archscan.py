@@ -12,11 +12,11 @@ import pytest
 from tests.support.envs import site_packages_env, unpack_standin
 from tests.support.hw import RTX_4090, env, hardware
 from tests.support.standin import StandIn
-from torchdoctor.service.archscan import parse_arch_flags, read_arch_flags, scan_library
-from torchdoctor.service.builds import read_build
-from torchdoctor.service.diagnose import diagnose
-from torchdoctor.service.knowledge import load_knowledge
+from torchdoctor.service.envs.archscan import parse_arch_flags, read_arch_flags, scan_library
+from torchdoctor.service.envs.builds import read_build
+from torchdoctor.service.facts.knowledge import load_knowledge
 from torchdoctor.service.models import ComputeCapability
+from torchdoctor.service.rules.diagnose import diagnose
 
 KN = load_knowledge(Path("/nonexistent"))
 REAL_2_14_1 = Path("/opt/pypi-more/files/torch-2.14.1-cp311-cp311-manylinux_2_28_x86_64.whl")

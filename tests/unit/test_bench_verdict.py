@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 
 from torchdoctor.agent.commands.bench import figure_rows, render
-from torchdoctor.service import bench_history
-from torchdoctor.service.bench import (
+from torchdoctor.service.bench import history as bench_history
+from torchdoctor.service.bench.run import (
     HINTS,
     BenchCheck,
     BenchResult,
@@ -44,7 +44,7 @@ from torchdoctor.service.errors import KnowledgeError
 from torchdoctor.service.models import ComputeCapability
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "bench"
-PEAKS_FILE = Path(__file__).resolve().parents[2] / "service" / "data" / "gpu_peaks.json"
+PEAKS_FILE = Path(__file__).resolve().parents[2] / "service" / "facts" / "data" / "gpu_peaks.json"
 
 
 def load(name: str) -> dict[str, Any]:

@@ -10,8 +10,8 @@ import pytest
 
 from tests.support.envs import site_packages_env, unpack_standin
 from tests.support.standin import StandIn, cuda_requires
-from torchdoctor.service.builds import parse_version_py, read_build
-from torchdoctor.service.knowledge import Knowledge, load_knowledge
+from torchdoctor.service.envs.builds import parse_version_py, read_build
+from torchdoctor.service.facts.knowledge import Knowledge, load_knowledge
 from torchdoctor.service.models import Installer, Platform, VariantSource
 
 

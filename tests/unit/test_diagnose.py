@@ -22,10 +22,10 @@ from tests.support.hw import (
     no_gpu,
     reading,
 )
-from torchdoctor.service.builds import BuildReading
-from torchdoctor.service.diagnose import diagnose
-from torchdoctor.service.knowledge import Knowledge, load_knowledge
+from torchdoctor.service.envs.builds import BuildReading
+from torchdoctor.service.facts.knowledge import Knowledge, load_knowledge
 from torchdoctor.service.models import Hardware, Platform, ProbeState
+from torchdoctor.service.rules.diagnose import diagnose
 
 E = "error"
 W = "warn"

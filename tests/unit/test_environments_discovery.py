@@ -12,7 +12,7 @@ import pytest
 from tests.support import layouts
 from tests.support.layouts import FakeRun, completed
 from torchdoctor.service.config import Settings
-from torchdoctor.service.environments import Discovery, collect_environments, discover_environments
+from torchdoctor.service.envs.discover import Discovery, collect_environments, discover_environments
 from torchdoctor.service.errors import NotAnEnvironmentError
 from torchdoctor.service.models import EnvKind, Platform
 

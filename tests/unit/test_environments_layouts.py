@@ -9,7 +9,7 @@ import pytest
 
 from tests.support import layouts
 from tests.support.layouts import FakeRun, completed
-from torchdoctor.service.environments import environment_from_path, normalize_version
+from torchdoctor.service.envs.discover import environment_from_path, normalize_version
 from torchdoctor.service.errors import NotAnEnvironmentError, UnreadableError
 from torchdoctor.service.models import EnvKind, Platform, PythonEnv
 

@@ -14,15 +14,15 @@ import pytest
 from tests.support import layouts
 from tests.support.layouts import FakeRegistry, FakeRun, completed
 from torchdoctor.service.config import Settings
-from torchdoctor.service.environments import (
+from torchdoctor.service.envs.discover import (
     discover_environments,
     environment_from_path,
     is_store_alias,
     parse_py_launcher,
 )
+from torchdoctor.service.envs.winreg_reader import Hive, WinregReader, registered_pythons
 from torchdoctor.service.errors import NotAnEnvironmentError, SubprocessTimeoutError
 from torchdoctor.service.models import EnvKind, Platform
-from torchdoctor.service.winreg_reader import Hive, WinregReader, registered_pythons
 
 WINDOWS = Platform.WINDOWS
 

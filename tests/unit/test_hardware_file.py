@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from torchdoctor.service.errors import HardwareFileError
-from torchdoctor.service.hardware import (
+from torchdoctor.service.models import ComputeCapability, Gpu, Hardware, HardwareSource, Platform, ProbeState
+from torchdoctor.service.probe.hardware import (
     HARDWARE_ENV,
     hardware_from_json,
     hardware_to_json,
@@ -17,7 +18,6 @@ from torchdoctor.service.hardware import (
     resolve_hardware,
     running_platform,
 )
-from torchdoctor.service.models import ComputeCapability, Gpu, Hardware, HardwareSource, Platform, ProbeState
 
 RTX_5090 = Gpu(0, "NVIDIA GeForce RTX 5090", ComputeCapability(12, 0), 32607)
 

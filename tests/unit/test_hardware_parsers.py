@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from torchdoctor.service import hardware as hwmod
-from torchdoctor.service import nvml
-from torchdoctor.service.hardware import (
+from torchdoctor.service.models import ComputeCapability, Platform, ProbeState
+from torchdoctor.service.probe import hardware as hwmod
+from torchdoctor.service.probe import nvml
+from torchdoctor.service.probe.hardware import (
     SMI_FIELDS,
     SmiGpu,
     classify_smi_failure,
@@ -18,7 +19,6 @@ from torchdoctor.service.hardware import (
     parse_smi_cuda_version,
     parse_sys_module_version,
 )
-from torchdoctor.service.models import ComputeCapability, Platform, ProbeState
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 SMI = FIXTURES / "nvidia-smi"

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from tests.support import fake_nvml as fk
-from torchdoctor.service import nvml
 from torchdoctor.service.errors import SubprocessTimeoutError
-from torchdoctor.service.hardware import SMI_FIELDS, SMI_FIELDS_OLD_DRIVER, probe_hardware
 from torchdoctor.service.models import ComputeCapability, Gpu, HardwareSource, Platform, ProbeState
+from torchdoctor.service.probe import nvml
+from torchdoctor.service.probe.hardware import SMI_FIELDS, SMI_FIELDS_OLD_DRIVER, probe_hardware
 from torchdoctor.service.proc import Completed
 
 SMI = Path(__file__).resolve().parent.parent / "fixtures" / "nvidia-smi"

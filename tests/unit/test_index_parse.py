@@ -11,7 +11,7 @@ from packaging.utils import parse_wheel_filename
 from packaging.version import Version
 
 from torchdoctor.service.errors import BadInputError
-from torchdoctor.service.index import (
+from torchdoctor.service.install.index import (
     IndexFile,
     IndexResponseError,
     InsecureIndexError,

@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 from torchdoctor.service.errors import EXIT_BAD_INPUT, BadInputError
-from torchdoctor.service.installers import (
+from torchdoctor.service.install.installers import (
     InstallerUnavailableError,
     PipBackend,
     UnknownInstallerError,

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from torchdoctor.service.errors import KnowledgeError
-from torchdoctor.service.knowledge import Knowledge, builtin_raw, load_knowledge, release_minor
+from torchdoctor.service.facts.knowledge import Knowledge, builtin_raw, load_knowledge, release_minor
+from torchdoctor.service.facts.variants import variant_cuda
 from torchdoctor.service.models import ComputeCapability, Platform
-from torchdoctor.service.variants import variant_cuda
 
 NO_OVERRIDE = Path("/nonexistent/knowledge.json")
 

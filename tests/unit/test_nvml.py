@@ -9,8 +9,8 @@ import pynvml
 import pytest
 
 from tests.support import fake_nvml as fk
-from torchdoctor.service import nvml
 from torchdoctor.service.models import ComputeCapability, Gpu, ProbeState
+from torchdoctor.service.probe import nvml
 
 
 @pytest.mark.parametrize(

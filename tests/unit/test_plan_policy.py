@@ -9,11 +9,10 @@ from packaging.tags import Tag
 from packaging.version import Version
 
 from tests.support.hw import GTX_1080, RTX_4090, RTX_5090, TESLA_P100, hardware, no_gpu, reading
-from torchdoctor.service.builds import BuildReading
-from torchdoctor.service.index import IndexFile
-from torchdoctor.service.knowledge import Knowledge, load_knowledge
-from torchdoctor.service.models import Hardware, Platform, ProbeState
-from torchdoctor.service.plan import (
+from torchdoctor.service.envs.builds import BuildReading
+from torchdoctor.service.facts.knowledge import Knowledge, load_knowledge
+from torchdoctor.service.install.index import IndexFile
+from torchdoctor.service.install.policy import (
     Choice,
     PlanRefusedError,
     Published,
@@ -21,6 +20,7 @@ from torchdoctor.service.plan import (
     choose_companions,
     choose_torch,
 )
+from torchdoctor.service.models import Hardware, Platform, ProbeState
 
 KN = load_knowledge(Path("/nonexistent"))
 CP312 = [

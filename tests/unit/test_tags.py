@@ -17,8 +17,7 @@ from packaging.utils import parse_wheel_filename
 from packaging.version import Version
 
 from torchdoctor.service import proc
-from torchdoctor.service.errors import SubprocessTimeoutError
-from torchdoctor.service.tags import (
+from torchdoctor.service.envs.tags import (
     FACTS_MARKER,
     InterpreterFacts,
     InterpreterProbeError,
@@ -26,6 +25,7 @@ from torchdoctor.service.tags import (
     platform_tags_for,
     tags_for,
 )
+from torchdoctor.service.errors import SubprocessTimeoutError
 
 WIN_312 = InterpreterFacts(
     executable="C:\\Users\\ana\\proj\\.venv\\Scripts\\python.exe",

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from torchdoctor.service.models import EnvKind, Platform, PythonEnv
-from torchdoctor.service.verify import (
+from torchdoctor.service.install.verify import (
     MATMUL_TOLERANCE,
     VERIFY_SCRIPT,
     judge,
@@ -18,6 +17,7 @@ from torchdoctor.service.verify import (
     verify_argv,
     verify_build,
 )
+from torchdoctor.service.models import EnvKind, Platform, PythonEnv
 
 GOOD_CUDA = {
     "imported": True,

@@ -44,7 +44,7 @@ from packaging.version import InvalidVersion, Version
 
 from torchdoctor.service import paths
 from torchdoctor.service.errors import BadInputError, TorchdoctorError
-from torchdoctor.service.variants import DEFAULT_INDEX_BASE
+from torchdoctor.service.facts.variants import DEFAULT_INDEX_BASE
 
 # PEP 691 content negotiation: JSON if the server has it, HTML otherwise.
 ACCEPT: Final = "application/vnd.pypi.simple.v1+json, text/html;q=0.1"

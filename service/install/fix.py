@@ -26,22 +26,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TextIO
 
-from torchdoctor.service.bench import BenchResult
-from torchdoctor.service.bench_history import bench_and_record
-from torchdoctor.service.builds import (
+from torchdoctor.service.bench.history import bench_and_record
+from torchdoctor.service.bench.run import BenchResult
+from torchdoctor.service.envs.builds import (
     BuildReading,
     installed_distributions,
     requirement_names,
     wheel_requirements,
 )
-from torchdoctor.service.download import download
-from torchdoctor.service.envguard import ensure_not_in_use, env_lock
 from torchdoctor.service.errors import TorchdoctorError
-from torchdoctor.service.index import IndexFile
-from torchdoctor.service.installers import Backend
-from torchdoctor.service.models import Hardware, Installer, PythonEnv
-from torchdoctor.service.plan import Plan
-from torchdoctor.service.snapshot import (
+from torchdoctor.service.facts.variants import variant_cuda
+from torchdoctor.service.install.download import download
+from torchdoctor.service.install.envguard import ensure_not_in_use, env_lock
+from torchdoctor.service.install.index import IndexFile
+from torchdoctor.service.install.installers import Backend
+from torchdoctor.service.install.policy import Plan
+from torchdoctor.service.install.snapshot import (
     TORCH_FAMILY,
     RestoreFailedError,
     Snapshot,
@@ -50,8 +50,8 @@ from torchdoctor.service.snapshot import (
     restore_snapshot,
     take_snapshot,
 )
-from torchdoctor.service.variants import variant_cuda
-from torchdoctor.service.verify import Verification, verify_build
+from torchdoctor.service.install.verify import Verification, verify_build
+from torchdoctor.service.models import Hardware, Installer, PythonEnv
 
 INSTALL_TIMEOUT_S = 3600.0  # a CUDA torch with its nvidia-* dependencies on a slow line
 VERIFY_TIMEOUT_S = 180.0

@@ -59,7 +59,7 @@ from packaging.utils import canonicalize_name
 
 from torchdoctor.service import paths
 from torchdoctor.service.errors import EXIT_NOT_RESTORED, TorchdoctorError
-from torchdoctor.service.hashing import CHUNK, sha256_file
+from torchdoctor.service.install.hashing import CHUNK, sha256_file
 from torchdoctor.service.models import Platform, PythonEnv
 
 TORCH_FAMILY: Final = ("torch", "torchvision", "torchaudio")

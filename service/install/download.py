@@ -18,8 +18,8 @@ from pathlib import Path
 
 from torchdoctor.service import paths
 from torchdoctor.service.errors import TorchdoctorError
-from torchdoctor.service.hashing import CHUNK, sha256_file
-from torchdoctor.service.index import IndexFile, check_url, default_opener
+from torchdoctor.service.install.hashing import CHUNK, sha256_file
+from torchdoctor.service.install.index import IndexFile, check_url, default_opener
 
 Progress = Callable[[IndexFile, int, int | None], None]  # file, bytes so far, total
 

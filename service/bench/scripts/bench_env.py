@@ -4,7 +4,7 @@
 
 torchdoctor starts it as `python -I bench_env.py --device auto|cuda|cpu [--expect-gpu]
 [--progress FILE]` with the environment's own interpreter. It measures and reports; it does not
-judge: the verdict (tolerances, hints, peaks) lives in torchdoctor's `service/bench.py`, so the
+judge: the verdict (tolerances, hints, peaks) lives in torchdoctor's `service/bench/run.py`, so the
 rules can change without touching what runs in someone else's environment.
 
 Contract:

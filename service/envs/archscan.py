@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Final
 
 from torchdoctor.service import paths
-from torchdoctor.service.knowledge import ArchList
+from torchdoctor.service.facts.knowledge import ArchList
 from torchdoctor.service.models import ComputeCapability
 
 LIBRARIES: Final = ("lib/libtorch_python.so", "lib/torch_python.dll", "lib/libtorch_python.dylib")

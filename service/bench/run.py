@@ -363,7 +363,8 @@ def load_peaks() -> tuple[GpuPeak, ...]:
     """The shipped peak table (read once)."""
     with _PEAKS_LOCK:
         if not _PEAKS_CACHE:
-            text = resources.files("torchdoctor.service").joinpath("data/gpu_peaks.json").read_text("utf-8")
+            data = resources.files("torchdoctor.service.facts").joinpath("data")
+            text = data.joinpath("gpu_peaks.json").read_text("utf-8")
             _PEAKS_CACHE.append(parse_peaks(json.loads(text)))
         return _PEAKS_CACHE[0]
 
@@ -753,7 +754,7 @@ def bench_from_json(data: object) -> BenchResult:
 
 
 def _script() -> Traversable:
-    return resources.files("torchdoctor.service").joinpath("scripts/bench_env.py")
+    return resources.files("torchdoctor.service.bench").joinpath("scripts/bench_env.py")
 
 
 def parse_report(stdout: str) -> dict[str, Any] | None:

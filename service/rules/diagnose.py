@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from torchdoctor.service.builds import BuildReading, CompanionInfo, is_valid_version
-from torchdoctor.service.fit import DriverLevel, Fit, best_variant, build_fit, driver_verdict, gpu_coverage
-from torchdoctor.service.knowledge import Coverage, Knowledge, release_minor
+from torchdoctor.service.envs.builds import BuildReading, CompanionInfo, is_valid_version
+from torchdoctor.service.facts.knowledge import Coverage, Knowledge, release_minor
+from torchdoctor.service.facts.variants import DEFAULT_INDEX_BASE, cuda_key, local_label, variant_cuda
 from torchdoctor.service.models import (
     Finding,
     FindingCode,
@@ -26,7 +26,14 @@ from torchdoctor.service.models import (
     PythonEnv,
     TorchBuild,
 )
-from torchdoctor.service.variants import DEFAULT_INDEX_BASE, cuda_key, local_label, variant_cuda
+from torchdoctor.service.rules.fit import (
+    DriverLevel,
+    Fit,
+    best_variant,
+    build_fit,
+    driver_verdict,
+    gpu_coverage,
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,14 +20,14 @@ from pathlib import Path
 from packaging.tags import Tag
 from packaging.version import Version
 
-from torchdoctor.service.builds import BuildReading
-from torchdoctor.service.diagnose import gpu_words
+from torchdoctor.service.envs.builds import BuildReading
 from torchdoctor.service.errors import TorchdoctorError
-from torchdoctor.service.fit import DriverLevel, Fit, FitLevel, build_fit, driver_verdict
-from torchdoctor.service.index import IndexFile
-from torchdoctor.service.knowledge import Knowledge, release_minor
+from torchdoctor.service.facts.knowledge import Knowledge, release_minor
+from torchdoctor.service.facts.variants import DEFAULT_INDEX_BASE, cuda_key, variant_cuda
+from torchdoctor.service.install.index import IndexFile
 from torchdoctor.service.models import Hardware, Platform
-from torchdoctor.service.variants import DEFAULT_INDEX_BASE, cuda_key, variant_cuda
+from torchdoctor.service.rules.diagnose import gpu_words
+from torchdoctor.service.rules.fit import DriverLevel, Fit, FitLevel, build_fit, driver_verdict
 
 COMPANIONS = ("torchvision", "torchaudio")
 

@@ -10,7 +10,7 @@ to):
      pyenv-virtualenv's `versions/*/envs/*`;
   5. uv-managed Pythons: `$UV_PYTHON_INSTALL_DIR`, else `$XDG_DATA_HOME/uv/python` or
      `~/.local/share/uv/python` (`%APPDATA%\\uv\\data\\python` on Windows);
-  6. Windows: the PEP 514 registry (service/winreg_reader.py) and the `py` launcher (`py -0p`);
+  6. Windows: the PEP 514 registry (service/envs/winreg_reader.py) and the `py` launcher (`py -0p`);
   7. interpreters on PATH (pyenv shims and other scripts skipped, Microsoft Store aliases skipped);
   8. a bounded search for venvs (`pyvenv.cfg`) and conda prefixes (`conda-meta`) under `roots` from
      config.toml and the home folder: breadth first, `scan_depth` levels, `scan_seconds` in all,
@@ -40,6 +40,7 @@ from typing import Final
 
 from torchdoctor.service import proc
 from torchdoctor.service.config import Settings
+from torchdoctor.service.envs.winreg_reader import RegistryReader, default_registry, registered_pythons
 from torchdoctor.service.errors import (
     NotAnEnvironmentError,
     SubprocessTimeoutError,
@@ -47,7 +48,6 @@ from torchdoctor.service.errors import (
 )
 from torchdoctor.service.models import EnvKind, Platform, PythonEnv
 from torchdoctor.service.proc import Completed
-from torchdoctor.service.winreg_reader import RegistryReader, default_registry, registered_pythons
 
 PYVENV_CFG: Final = "pyvenv.cfg"
 CONDA_META: Final = "conda-meta"

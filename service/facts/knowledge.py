@@ -1,4 +1,4 @@
-"""The facts torchdoctor decides with, loaded from `service/data/knowledge.json`.
+"""The facts torchdoctor decides with, loaded from `service/facts/data/knowledge.json`.
 
 The data file holds, each entry with its source: driver floors per CUDA major (minor-version
 compatibility) and per CUDA version (the toolkit's own driver), per torch release its published
@@ -438,7 +438,7 @@ def _read_json(path: Path, origin: str) -> dict[str, object]:
 
 
 def builtin_raw() -> dict[str, object]:
-    text = resources.files("torchdoctor.service").joinpath("data/knowledge.json").read_text("utf-8")
+    text = resources.files("torchdoctor.service.facts").joinpath("data/knowledge.json").read_text("utf-8")
     return cast(dict[str, object], json.loads(text))
 
 

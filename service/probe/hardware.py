@@ -25,7 +25,6 @@ from pathlib import Path
 from types import ModuleType
 from typing import Final, TypeVar
 
-from torchdoctor.service import nvml as nvml_wrapper
 from torchdoctor.service import proc
 from torchdoctor.service.errors import HardwareFileError, SubprocessTimeoutError
 from torchdoctor.service.models import (
@@ -36,6 +35,7 @@ from torchdoctor.service.models import (
     Platform,
     ProbeState,
 )
+from torchdoctor.service.probe import nvml as nvml_wrapper
 from torchdoctor.service.proc import Completed
 
 HARDWARE_ENV: Final = "TORCHDOCTOR_HARDWARE"

@@ -1,5 +1,5 @@
 """Making a plan for one environment: ask its interpreter for its tags, ask the index what it
-publishes, then let the pure policy in `plan.py` decide."""
+publishes, then let the pure policy in `policy.py` decide."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from dataclasses import dataclass
 
 from packaging.tags import Tag
 
-from torchdoctor.service.builds import BuildReading, read_build
-from torchdoctor.service.index import IndexClient, IndexFile, compatible
-from torchdoctor.service.knowledge import Knowledge
-from torchdoctor.service.models import Hardware, PythonEnv
-from torchdoctor.service.plan import (
+from torchdoctor.service.envs.builds import BuildReading, read_build
+from torchdoctor.service.envs.tags import interpreter_facts, tags_for
+from torchdoctor.service.facts.knowledge import Knowledge
+from torchdoctor.service.install.index import IndexClient, IndexFile, compatible
+from torchdoctor.service.install.policy import (
     COMPANIONS,
     Plan,
     Published,
@@ -22,7 +22,7 @@ from torchdoctor.service.plan import (
     choose_companions,
     choose_torch,
 )
-from torchdoctor.service.tags import interpreter_facts, tags_for
+from torchdoctor.service.models import Hardware, PythonEnv
 
 Progress = Callable[[str], None]
 

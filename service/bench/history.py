@@ -22,7 +22,7 @@ from typing import Final
 from filelock import FileLock
 
 from torchdoctor.service import paths
-from torchdoctor.service.bench import (
+from torchdoctor.service.bench.run import (
     DEFAULT_TIMEOUT_S,
     BenchResult,
     Progress,

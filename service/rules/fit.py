@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from torchdoctor.service.knowledge import ArchList, Coverage, DriverFloor, DriverVersion, Knowledge
+from torchdoctor.service.facts.knowledge import ArchList, Coverage, DriverFloor, DriverVersion, Knowledge
+from torchdoctor.service.facts.variants import cuda_key, cuda_tuple, variant_cuda
 from torchdoctor.service.models import ComputeCapability, Gpu, Hardware, Platform
-from torchdoctor.service.variants import cuda_key, cuda_tuple, variant_cuda
 
 
 class DriverLevel(StrEnum):

@@ -25,11 +25,11 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from torchdoctor.service.archscan import read_arch_flags
+from torchdoctor.service.envs.archscan import read_arch_flags
 from torchdoctor.service.errors import UnreadableError
-from torchdoctor.service.knowledge import ArchList, Knowledge
+from torchdoctor.service.facts.knowledge import ArchList, Knowledge
+from torchdoctor.service.facts.variants import cuda_variant, local_label, variant_cuda
 from torchdoctor.service.models import Installer, Platform, PythonEnv, TorchBuild, VariantSource
-from torchdoctor.service.variants import cuda_variant, local_label, variant_cuda
 
 _CUDA_DEP_RE: Final = re.compile(r"^(?:nvidia-[a-z0-9-]+-cu(\d+)|cuda-toolkit)$")
 _CONDA_CUDA_RE: Final = re.compile(r"cuda(\d{2})\.?(\d)")

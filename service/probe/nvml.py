@@ -19,7 +19,7 @@ What the error codes mean, from NVML's `nvmlReturn_t` (pynvml.py names them `NVM
                            with an error we can only report.
 
 Each wrapper's docstring names the `nvidia-smi` query that reads the same value, which is what
-`service/hardware.py` falls back to when NVML is unusable.
+`service/probe/hardware.py` falls back to when NVML is unusable.
 """
 
 from __future__ import annotations

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from torchdoctor.service.builds import read_build
-from torchdoctor.service.diagnose import diagnose
+from torchdoctor.service.envs.builds import read_build
 from torchdoctor.service.errors import UnreadableError
-from torchdoctor.service.hardware import hardware_to_json
-from torchdoctor.service.knowledge import Knowledge
+from torchdoctor.service.facts.knowledge import Knowledge
 from torchdoctor.service.models import CheckReport, EnvReport, Finding, Hardware, PythonEnv, TorchBuild
+from torchdoctor.service.probe.hardware import hardware_to_json
+from torchdoctor.service.rules.diagnose import diagnose
 
 SCHEMA_VERSION = 1
 

@@ -1,0 +1,1 @@
+"""The facts decisions rest on (driver minimums, variants, arch lists, pairings, GPU peaks), with sources."""
