@@ -40,6 +40,7 @@ from torchdoctor.service.errors import (
     NotAnEnvironmentError,
     SubprocessTimeoutError,
 )
+from torchdoctor.service.facts.knowledge import shipped_text
 from torchdoctor.service.models import ComputeCapability
 
 DEVICES: Final = ("auto", "cuda", "cpu")
@@ -363,9 +364,7 @@ def load_peaks() -> tuple[GpuPeak, ...]:
     """The shipped peak table (read once)."""
     with _PEAKS_LOCK:
         if not _PEAKS_CACHE:
-            data = resources.files("torchdoctor.service.facts").joinpath("data")
-            text = data.joinpath("gpu_peaks.json").read_text("utf-8")
-            _PEAKS_CACHE.append(parse_peaks(json.loads(text)))
+            _PEAKS_CACHE.append(parse_peaks(json.loads(shipped_text("gpu_peaks.json"))))
         return _PEAKS_CACHE[0]
 
 

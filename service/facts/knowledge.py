@@ -437,9 +437,13 @@ def _read_json(path: Path, origin: str) -> dict[str, object]:
     return cast(dict[str, object], data)
 
 
+def shipped_text(name: str) -> str:
+    """A data file shipped in facts/data/; the one place that knows where the package keeps them."""
+    return resources.files("torchdoctor.service.facts").joinpath("data", name).read_text("utf-8")
+
+
 def builtin_raw() -> dict[str, object]:
-    text = resources.files("torchdoctor.service.facts").joinpath("data/knowledge.json").read_text("utf-8")
-    return cast(dict[str, object], json.loads(text))
+    return cast(dict[str, object], json.loads(shipped_text("knowledge.json")))
 
 
 def load_knowledge(override: Path | None = None) -> Knowledge:
