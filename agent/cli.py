@@ -25,6 +25,8 @@ COMMANDS: Final = {
     "plan": "show which torch build `fix` would install into an environment",
     "fix": "reinstall the torch builds that fit this machine, reversibly",
     "bench": "prove that an environment's torch computes correctly on this GPU, and how fast",
+    "tray": "run the tray icon: checks in the background, notifies, repairs from its menu",
+    "autostart": "start the tray at login: enable, disable or show its status",
 }
 
 Handler = Callable[[argparse.Namespace], int]
