@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Final, TextIO
 
+from torchdoctor.agent.child import add_tray_child_argument, cancel_on_stdin_eof
 from torchdoctor.agent.output import paint, table, use_colour, write_json
 from torchdoctor.service.bench.history import bench_and_record
 from torchdoctor.service.bench.run import DEFAULT_TIMEOUT_S, DEVICES, BenchResult, bench_to_json
@@ -63,6 +64,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="S",
         help=f"give up after S seconds (default {DEFAULT_TIMEOUT_S:g})",
     )
+    add_tray_child_argument(parser)
     parser.set_defaults(handler=run)
 
 
@@ -97,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
         raise BadInputError(f"--timeout must be a positive number of seconds, not {args.timeout:g}")
     env = environment_from_path(args.env)
     progress = _Progress(sys.stderr)
+    if args.tray_child:
+        cancel_on_stdin_eof()
     expect_gpu = _expect_gpu(args.device, progress)
     if expect_gpu:
         target = "the GPU"

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
+from torchdoctor.agent.child import add_tray_child_argument, cancel_on_stdin_eof
 from torchdoctor.agent.commands.plan import add_plan_arguments, prepare, render
 from torchdoctor.agent.output import human_size, paint, use_colour
 from torchdoctor.service import paths
@@ -52,15 +53,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument(
         "--allow-conda-mix", action="store_true", help="replace a conda-installed torch with pip wheels"
     )
+    add_tray_child_argument(parser)
     parser.set_defaults(handler=handle)
 
 
 class ConsoleReporter:
     """Progress on stderr: numbered steps, and a live download line on a terminal."""
 
-    def __init__(self, out: TextIO) -> None:
+    def __init__(self, out: TextIO, *, percent_lines: bool = False) -> None:
         self.out = out
         self.tty = bool(getattr(out, "isatty", lambda: False)())
+        # Without a terminal there is no live bar; the tray still wants to show how far a
+        # 2.5 GB download is, so it gets a line per tenth.
+        self.percent_lines = percent_lines and not self.tty
+        self._last_tenth = -1
         self.colour = use_colour(out)
         self.number = 0
         self._last_draw = 0.0
@@ -76,6 +82,16 @@ class ConsoleReporter:
         print(f"    {text}", file=self.out, flush=True)
 
     def download(self, file: IndexFile, done: int, total: int | None) -> None:
+        if self.percent_lines and total:
+            tenth = min(10, done * 10 // total)
+            if tenth != self._last_tenth:
+                self._last_tenth = 0 if tenth == 10 else tenth
+                print(
+                    f"    downloaded {done / total:.0%} of {human_size(total)} ({file.filename})",
+                    file=self.out,
+                    flush=True,
+                )
+            return
         if not self.tty:
             return
         now = time.monotonic()
@@ -139,7 +155,9 @@ def _summary(result: FixResult, log: Path, out: TextIO) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     err = sys.stderr
-    reporter = ConsoleReporter(err)
+    reporter = ConsoleReporter(err, percent_lines=args.tray_child)
+    if args.tray_child:
+        cancel_on_stdin_eof()
     env = environment_from_path(args.env)
     if args.dry_run:
         # Read-only: no lock, and an interrupted earlier fix is only mentioned, not restored.

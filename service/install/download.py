@@ -110,3 +110,21 @@ def _fetch(
         return dest
     finally:
         part.unlink(missing_ok=True)
+
+
+def remote_size(
+    url: str, *, timeout: float = 10.0, opener: urllib.request.OpenerDirector | None = None
+) -> int | None:
+    """The wheel's size from a HEAD request, or None when the server does not say (or is away).
+
+    download.pytorch.org serves PEP 503 HTML, which carries no sizes; the tray's "Reinstall torch
+    2.7.1+cu128 (2.4 GB)" label still wants one, and a HEAD costs no download.
+    """
+    check_url(url, what="wheel URL")
+    request = urllib.request.Request(url, method="HEAD", headers={"User-Agent": "torchdoctor"})  # noqa: S310 - https or loopback, checked above
+    try:
+        with (opener or default_opener(url)).open(request, timeout=timeout) as response:
+            header = response.headers.get("Content-Length")
+    except (urllib.error.URLError, OSError, TimeoutError, ValueError):
+        return None
+    return int(header) if header and header.isdigit() else None

@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
+from torchdoctor.service import paths
 from torchdoctor.service.config import load_settings
 from torchdoctor.service.envs.discover import collect_environments, environment_from_path
 from torchdoctor.service.errors import TorchdoctorError
 from torchdoctor.service.facts.knowledge import Knowledge, load_knowledge
 from torchdoctor.service.facts.variants import DEFAULT_INDEX_BASE
+from torchdoctor.service.install.download import remote_size
 from torchdoctor.service.install.index import IndexClient
 from torchdoctor.service.install.plan import inspect_target, make_plan
 from torchdoctor.service.install.policy import Plan
@@ -69,8 +73,9 @@ def hardware_state(hw: Hardware) -> HardwareState:
     )
 
 
-def plan_state(plan: Plan) -> PlanState:
-    sizes = [f.size for f in plan.files]
+def plan_state(plan: Plan, size_of: Callable[[str], int | None] = remote_size) -> PlanState:
+    """The plan as the state keeps it; sizes the index did not give are asked of the server."""
+    sizes = [f.size if f.size is not None else size_of(f.url) for f in plan.files]
     return PlanState(
         torch=str(plan.torch.version),
         variant=plan.variant,
@@ -181,6 +186,19 @@ def _attention(status: EnvStatus) -> int:
     return {EnvStatus.BROKEN: 2, EnvStatus.WARN: 1}.get(status, 0)
 
 
+def _crash_log() -> str:
+    """A bug of ours: the traceback in a file of its own, for the bug report."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    try:
+        folder = paths.log_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"crash-check-{stamp}.log"
+        path.write_text(traceback.format_exc(), encoding="utf-8")
+    except OSError:
+        return "no crash log could be written"
+    return str(path)
+
+
 def run_cycle(
     options: CycleOptions,
     previous: MonitorState | None,
@@ -199,6 +217,7 @@ def run_cycle(
         )
         if not isinstance(exc, TorchdoctorError):
             log.exception("the check failed")
+            reason += f" (details: {_crash_log()})"
         else:
             log.warning("the check failed: %s", reason)
         base = previous or MonitorState(checked_at=None, hardware=None)

@@ -50,11 +50,14 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeClock]:
 
     class FakeDatetime(real_datetime.datetime):
         @classmethod
-        def now(cls, tz: real_datetime.tzinfo | None = None) -> FakeDatetime:  # type: ignore[override]
+        def now(cls, tz: real_datetime.tzinfo | None = None) -> FakeDatetime:
             return cls.fromtimestamp(fake.wall_s, tz)
 
     shim = types.SimpleNamespace(
-        datetime=FakeDatetime, timedelta=real_datetime.timedelta, time=real_datetime.time, date=real_datetime.date
+        datetime=FakeDatetime,
+        timedelta=real_datetime.timedelta,
+        time=real_datetime.time,
+        date=real_datetime.date,
     )
     monkeypatch.setattr(schedule, "datetime", shim)
     yield fake
@@ -106,7 +109,7 @@ def test_first_check_comes_soon_after_start_not_at_once(clock: FakeClock) -> Non
 
 
 def test_then_every_interval_counted_from_the_last_check(clock: FakeClock) -> None:
-    loop, rec = make(clock)
+    loop, _rec = make(clock)
     clock.advance(5)
     loop.step()
     reasons = [r for r in tick(loop, clock, 3 * 1800 + 10) if r is not None]
@@ -115,7 +118,7 @@ def test_then_every_interval_counted_from_the_last_check(clock: FakeClock) -> No
 
 
 def test_check_now_runs_at_once_and_restarts_the_interval(clock: FakeClock) -> None:
-    loop, rec = make(clock)
+    loop, _rec = make(clock)
     clock.advance(5)
     loop.step()
     tick(loop, clock, 1000)
@@ -165,7 +168,7 @@ def test_resume_from_sleep_checks_soon_after_and_once(clock: FakeClock) -> None:
 def test_a_sleep_seen_only_as_a_long_wait_counts_too(clock: FakeClock) -> None:
     """Windows' monotonic clock may run through a sleep: the loop notices that it waited far longer
     than it asked to."""
-    loop, rec = make(clock)
+    loop, _rec = make(clock)
     clock.advance(5)
     loop.step()
     loop._asked_wait = 30
@@ -177,7 +180,7 @@ def test_a_sleep_seen_only_as_a_long_wait_counts_too(clock: FakeClock) -> None:
 
 @pytest.mark.parametrize("jump", [-3600.0, 7200.0])
 def test_a_wall_clock_jump_either_way_is_noticed(clock: FakeClock, jump: float) -> None:
-    loop, rec = make(clock)
+    loop, _rec = make(clock)
     clock.advance(5)
     loop.step()
     loop._asked_wait = 30

@@ -1,0 +1,37 @@
+"""Opening a file or folder with the OS's default program (the one thin OS seam of the tray)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+log = logging.getLogger("torchdoctor.opener")
+
+
+def open_path(path: Path) -> bool:
+    """Hand `path` to the desktop; False (and a log line) when there is nothing to hand it to."""
+    try:
+        if sys.platform == "win32":
+            os.startfile(path)  # type: ignore[attr-defined]  # noqa: S606 - a file of ours, no arguments
+            return True
+        opener = shutil.which("open" if sys.platform == "darwin" else "xdg-open")
+        if opener is None:
+            log.warning("cannot open %s: no xdg-open on this system", path)
+            return False
+        # Not waited for: the viewer lives as long as the person wants; a new session so that it
+        # outlives the tray and never gets our Ctrl-C.
+        subprocess.Popen(
+            [opener, str(path)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        return True
+    except OSError as exc:
+        log.warning("cannot open %s: %s", path, exc)
+        return False
