@@ -26,12 +26,21 @@ def hw(driver: str | None = "572.16", *gpus: GpuState) -> HardwareState:
     return HardwareState(driver, "12.8", gpus or (RTX,), "file")
 
 
-def env(path: str, status: EnvStatus = EnvStatus.OK, torch: str | None = "2.7.1+cu128", plan: PlanState | None = None) -> EnvState:
+def env(
+    path: str,
+    status: EnvStatus = EnvStatus.OK,
+    torch: str | None = "2.7.1+cu128",
+    plan: PlanState | None = None,
+) -> EnvState:
     findings: tuple[FindingState, ...] = ()
     if status is EnvStatus.BROKEN:
-        findings = (FindingState("driver-too-old", "error", f"torch {torch} needs a newer driver.", "fix it"),)
+        findings = (
+            FindingState("driver-too-old", "error", f"torch {torch} needs a newer driver.", "fix it"),
+        )
     elif status is EnvStatus.WARN:
-        findings = (FindingState("driver-minor-compat", "warn", "runs through minor-version compatibility.", "x"),)
+        findings = (
+            FindingState("driver-minor-compat", "warn", "runs through minor-version compatibility.", "x"),
+        )
     return EnvState(path, f"{path}/bin/python", "3.12.0", "venv", torch, None, None, status, findings, plan)
 
 
@@ -63,7 +72,9 @@ def test_diff_names_every_kind_of_change() -> None:
     events = set(diff(old, new))
     assert events == {
         Event(EventKind.DRIVER_CHANGED, "driver", "566.36", "572.16"),
-        Event(EventKind.GPU_ADDED, "NVIDIA GeForce RTX 5090 (sm_120)", None, "NVIDIA GeForce RTX 5090 (sm_120)"),
+        Event(
+            EventKind.GPU_ADDED, "NVIDIA GeForce RTX 5090 (sm_120)", None, "NVIDIA GeForce RTX 5090 (sm_120)"
+        ),
         Event(EventKind.VERDICT_WORSENED, A, "ok", "broken"),
         Event(EventKind.TORCH_CHANGED, B, "2.7.1+cu128", "2.7.1+cu126"),
         Event(EventKind.VERDICT_IMPROVED, B, "broken", "ok"),
@@ -79,11 +90,17 @@ def test_two_identical_cycles_have_no_events() -> None:
 
 def test_removing_one_of_two_identical_gpus_is_one_event() -> None:
     old, new = state(hw("572.16", RTX, RTX)), state(hw("572.16", RTX))
-    assert diff(old, new) == (Event(EventKind.GPU_REMOVED, "NVIDIA GeForce RTX 4090 (sm_89)", "NVIDIA GeForce RTX 4090 (sm_89)", None),)
+    assert diff(old, new) == (
+        Event(
+            EventKind.GPU_REMOVED, "NVIDIA GeForce RTX 4090 (sm_89)", "NVIDIA GeForce RTX 4090 (sm_89)", None
+        ),
+    )
 
 
 def test_first_start_announces_only_what_is_broken_in_one_message() -> None:
-    first = state(hw(), env(A, EnvStatus.BROKEN, plan=PLAN), env(B, EnvStatus.WARN), env(C), env(D, EnvStatus.BROKEN))
+    first = state(
+        hw(), env(A, EnvStatus.BROKEN, plan=PLAN), env(B, EnvStatus.WARN), env(C), env(D, EnvStatus.BROKEN)
+    )
     (decision,) = run(first)
     assert len(decision.toasts) == 1
     toast = decision.toasts[0]
@@ -100,7 +117,9 @@ def test_a_driver_update_that_breaks_names_the_versions_and_the_count() -> None:
     before = state(hw("566.36"), env(A), env(B), env(C))
     after = state(hw("572.16"), env(A, EnvStatus.BROKEN, plan=PLAN), env(B, EnvStatus.BROKEN), env(C))
     _, decision = run(before, after)
-    assert [t.title for t in decision.toasts] == ["NVIDIA driver 566.36 → 572.16: 2 environments no longer fit"]
+    assert [t.title for t in decision.toasts] == [
+        "NVIDIA driver 566.36 → 572.16: 2 environments no longer fit"
+    ]
     assert decision.toasts[0].body.startswith("a/.venv, b/.venv.")
     assert decision.quiet == ()
 
@@ -132,20 +151,30 @@ def test_once_per_change(cycles: list[tuple[EnvStatus]], toasts_per_cycle: list[
 
 
 def test_a_broken_environment_that_appears_later_is_announced_a_fine_one_is_not() -> None:
-    decisions = run(state(hw(), env(A)), state(hw(), env(A), env(B)), state(hw(), env(A), env(B), env(C, EnvStatus.BROKEN)))
+    decisions = run(
+        state(hw(), env(A)),
+        state(hw(), env(A), env(B)),
+        state(hw(), env(A), env(B), env(C, EnvStatus.BROKEN)),
+    )
     assert [len(d.toasts) for d in decisions] == [0, 0, 1]
     assert decisions[2].toasts[0].title == "New environment is broken: c/.venv"
 
 
 def test_a_gpu_swap_that_breaks_is_named_like_a_driver_update() -> None:
     blackwell = GpuState("NVIDIA GeForce RTX 5090", "12.0")
-    _, decision = run(state(hw("572.16", RTX), env(A)), state(hw("572.16", blackwell), env(A, EnvStatus.BROKEN)))
+    _, decision = run(
+        state(hw("572.16", RTX), env(A)), state(hw("572.16", blackwell), env(A, EnvStatus.BROKEN))
+    )
     (toast,) = decision.toasts
-    assert toast.title.startswith("GPU added: NVIDIA GeForce RTX 5090 (sm_120); GPU removed: NVIDIA GeForce RTX 4090")
+    assert toast.title.startswith(
+        "GPU added: NVIDIA GeForce RTX 5090 (sm_120); GPU removed: NVIDIA GeForce RTX 4090"
+    )
     assert toast.title.endswith("1 environment no longer fits")
 
 
 def test_more_than_three_names_are_summarised() -> None:
     paths = [f"/w/p{i}/.venv" for i in range(5)]
-    _, decision = run(state(hw("1"), *(env(p) for p in paths)), state(hw("2"), *(env(p, EnvStatus.BROKEN) for p in paths)))
+    _, decision = run(
+        state(hw("1"), *(env(p) for p in paths)), state(hw("2"), *(env(p, EnvStatus.BROKEN) for p in paths))
+    )
     assert decision.toasts[0].body.startswith("p0/.venv, p1/.venv, p2/.venv and 2 more.")

@@ -106,7 +106,9 @@ def test_saving_replaces_atomically_and_leaves_no_temporary_files(tmp_path: Path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json"]
 
 
-def test_a_save_that_fails_midway_removes_its_temporary_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_save_that_fails_midway_removes_its_temporary_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "state.json"
     save_state(STATE, path)
 
