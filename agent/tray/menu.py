@@ -128,13 +128,13 @@ def _counts(state: MonitorState) -> tuple[int, int, int]:
     return broken, warn, len(state.environments)
 
 
-def summary(view: TrayView) -> str:
+def summary(view: TrayView, limit: int = LINE_MAX) -> str:
     """The status line: one sentence on the whole machine."""
     state = view.state
     if state is None:
         return "Checking this machine's environments…"
     if state.error is not None:
-        return cut(f"The last check failed: {state.error}")
+        return cut(f"The last check failed: {state.error}", limit)
     broken, warn, total = _counts(state)
     if total == 0:
         return "No Python environments found"
@@ -176,7 +176,7 @@ def tooltip(view: TrayView) -> str:
     elif view.checking and view.state is not None:
         text = f"Checking… (last: {summary(view)})"
     else:
-        text = summary(view)
+        text = summary(view, TOOLTIP_MAX)
         driver = _driver_words(view.state)
         if driver and view.state is not None and view.state.error is None:
             text += f" · {driver}"
