@@ -14,15 +14,13 @@ import threading
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
-from typing import Protocol
 
 log = logging.getLogger("torchdoctor.notify")
 
 APP_NAME = "torchdoctor"
 
 
-class Sender(Protocol):
-    def __call__(self, title: str, body: str) -> None: ...
+Sender = Callable[[str, str], None]  # (title, body)
 
 
 def _icon_path() -> Path | None:
