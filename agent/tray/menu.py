@@ -138,6 +138,9 @@ def summary(view: TrayView, limit: int = LINE_MAX) -> str:
     broken, warn, total = _counts(state)
     if total == 0:
         return "No Python environments found"
+    if total == 1 and (broken or warn):
+        only = state.environments[0].name
+        return f"{only} is broken on this machine" if broken else f"{only} needs attention"
     if broken:
         word = "is" if broken == 1 else "are"
         return f"{broken} of {_plural(total, 'environment')} {word} broken on this machine"

@@ -202,6 +202,13 @@ def test_the_tooltip_fits_windows_limit_and_says_the_driver_and_the_quiet_note()
     assert len(tooltip(long)) == TOOLTIP_MAX and tooltip(long).endswith("…")
 
 
+def test_one_environment_is_named_not_counted() -> None:
+    assert (
+        build_menu(view(env("/w/b/.venv", EnvStatus.BROKEN)))[0].text == "b/.venv is broken on this machine"
+    )
+    assert build_menu(view(env("/w/b/.venv", EnvStatus.WARN)))[0].text == "b/.venv needs attention"
+
+
 def test_an_error_state_says_why_in_the_status_line() -> None:
     items = build_menu(TrayView(state=MonitorState("t", HW, (env("/a"),), error="hw.json is not JSON")))
     assert items[0].text == "The last check failed: hw.json is not JSON"
