@@ -311,6 +311,12 @@ class TrayApp:
             )
         return pystray.Menu(lambda: self._pystray_items(menus.build_menu(self.view)))
 
+    def _menu_opening(self) -> None:
+        """Right before the menu shows (Windows): read "Start at login" back from the OS, since
+        Task Manager may have turned it off since the last check."""
+        with self._lock:
+            self._view = dataclasses.replace(self._view, autostart=_autostart_on())
+
     def _setup(self, icon: Pystray) -> None:
         icon.visible = True
         self._render()
@@ -328,7 +334,7 @@ class TrayApp:
         backend = pystray.Icon.__module__.rsplit("._", 1)[-1]  # pystray._appindicator -> appindicator
         log.info("tray starting (backend %s, check every %.0f s)", backend, self.options.timing.interval_s)
         view = self.view
-        self._icon = pystray.Icon(
+        self._icon = _icon_class(pystray.Icon, self._menu_opening)(
             "torchdoctor",
             icon=status_image(menus.tray_status(view), ICON_SIZE),
             title=menus.tooltip(view),
@@ -346,3 +352,26 @@ class TrayApp:
             self.notifier.close()
         log.info("tray stopped")
         return 0
+
+
+_WM_RBUTTONUP = 0x0205
+
+
+def _icon_class(base: Pystray, on_menu_open: Callable[[], None]) -> Pystray:
+    """pystray's win32 icon builds its menu once; this one rebuilds it from a fresh view on every
+    right-click, so the menu's check marks are read back from the OS each time it opens. Other
+    backends keep their class (their menus are rebuilt at every check and every change)."""
+    if not hasattr(base, "_on_notify"):
+        return base
+
+    class RefreshingIcon(base):  # type: ignore[misc]
+        def _on_notify(self, wparam: int, lparam: int) -> None:
+            if lparam == _WM_RBUTTONUP and self.HAS_MENU:
+                try:
+                    on_menu_open()
+                    self._update_menu()
+                except Exception:
+                    log.exception("refreshing the menu failed")
+            super()._on_notify(wparam, lparam)
+
+    return RefreshingIcon

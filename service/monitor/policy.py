@@ -48,6 +48,13 @@ def _first_problem(env: EnvState) -> str:
     return finding.message if finding is not None else f"{env.name} needs attention."
 
 
+def _who_and_why(envs: Sequence[EnvState]) -> str:
+    """"proj/.venv: torch … needs …" for one; the names, then the first one's problem, for more."""
+    if len(envs) == 1:
+        return f"{envs[0].name}: {_first_problem(envs[0])}"
+    return f"{_names(envs)}. {envs[0].name}: {_first_problem(envs[0])}"
+
+
 def _offer(envs: Sequence[EnvState]) -> str:
     if any(e.plan is not None and not e.plan.changes_nothing for e in envs):
         return "Right-click the torchdoctor icon to reinstall a build that fits."
@@ -89,7 +96,7 @@ def decide(events: Sequence[Event], old: MonitorState | None, new: MonitorState)
                 Toast(
                     f"{headline}: {_plural(len(worsened), 'environment')} no longer "
                     + ("fits" if len(worsened) == 1 else "fit"),
-                    f"{_names(worsened)}. {_first_problem(worsened[0])} {_offer(worsened)}",
+                    f"{_who_and_why(worsened)} {_offer(worsened)}",
                 )
             )
         else:
@@ -123,7 +130,7 @@ def _first_start(new: MonitorState) -> Decision:
         (
             Toast(
                 f"{_plural(len(broken), 'environment')} {verb} broken on this machine",
-                f"{_names(broken)}. {_first_problem(broken[0])} {_offer(broken)}",
+                f"{_who_and_why(broken)} {_offer(broken)}",
             ),
         )
     )

@@ -118,7 +118,7 @@ def test_driver_update_notifies_and_one_click_reinstall_fixes_it(
     desktop.screenshot("3-broken-and-notified.png")
     note = desktop.wait_for_notification(lambda n: "no longer fits" in n.summary)
     assert note.summary == "NVIDIA driver 572.16 → 520.61.05: 1 environment no longer fits"
-    assert note.body.startswith("proj/.venv. ")
+    assert note.body.startswith("proj/.venv: torch 2.7.1+cu128 needs NVIDIA driver")
     assert note.appname == "torchdoctor"
 
     # 3. Right-click → the environment → "Reinstall torch 2.7.1+cu118 (…)": one click, no dialog.

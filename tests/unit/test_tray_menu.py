@@ -220,3 +220,27 @@ def test_an_error_state_says_why_in_the_status_line() -> None:
 )
 def test_sizes_read_like_a_download_dialog(size: int, words: str) -> None:
     assert human_bytes(size) == words
+
+
+def test_on_windows_the_menu_is_rebuilt_from_a_fresh_read_at_every_right_click() -> None:
+    from torchdoctor.agent.tray.app import _icon_class
+
+    calls: list[str] = []
+
+    class Win32Icon:  # the shape of pystray._win32.Icon that the hook relies on
+        HAS_MENU = True
+
+        def _on_notify(self, wparam: int, lparam: int) -> None:
+            calls.append(f"pystray:{lparam:#x}")
+
+        def _update_menu(self) -> None:
+            calls.append("rebuild")
+
+    class XorgIcon:
+        HAS_MENU = False
+
+    icon = _icon_class(Win32Icon, lambda: calls.append("read autostart"))()
+    icon._on_notify(0, 0x0205)  # WM_RBUTTONUP: the menu is about to open
+    icon._on_notify(0, 0x0202)  # WM_LBUTTONUP: no menu
+    assert calls == ["read autostart", "rebuild", "pystray:0x205", "pystray:0x202"]
+    assert _icon_class(XorgIcon, lambda: None) is XorgIcon
