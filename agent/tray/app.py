@@ -80,6 +80,7 @@ class TrayApp:
         self._quitting = False
         self._icon: Pystray = None
         self._shown: TrayStatus | None = None
+        self._latin1_titles = False
         self.notifier = Notifier(fallback=self._tray_notify)
 
     # --- the view -------------------------------------------------------------------------------
@@ -105,7 +106,7 @@ class TrayApp:
                 icon.icon = status_image(status, ICON_SIZE)
                 self._shown = status
                 log.info("status: %s", status.value)
-            icon.title = menus.tooltip(view)
+            icon.title = self._title(view)
             if icon.HAS_MENU:
                 icon.update_menu()
         except Exception:  # a tray host that went away must not kill the checks
@@ -311,6 +312,15 @@ class TrayApp:
             )
         return pystray.Menu(lambda: self._pystray_items(menus.build_menu(self.view)))
 
+    def _title(self, view: TrayView) -> str:
+        text = menus.tooltip(view)
+        if self._latin1_titles:
+            # pystray's xorg backend writes the title as Latin-1 and raises on anything else.
+            for fancy, plain in (("…", "..."), ("→", "->"), ("—", "-")):
+                text = text.replace(fancy, plain)
+            text = text.encode("latin-1", "replace").decode("latin-1")
+        return text
+
     def _menu_opening(self) -> None:
         """Right before the menu shows (Windows): read "Start at login" back from the OS, since
         Task Manager may have turned it off since the last check."""
@@ -332,12 +342,13 @@ class TrayApp:
         import pystray  # noqa: PLC0415
 
         backend = pystray.Icon.__module__.rsplit("._", 1)[-1]  # pystray._appindicator -> appindicator
+        self._latin1_titles = backend == "xorg"
         log.info("tray starting (backend %s, check every %.0f s)", backend, self.options.timing.interval_s)
         view = self.view
         self._icon = _icon_class(pystray.Icon, self._menu_opening)(
             "torchdoctor",
             icon=status_image(menus.tray_status(view), ICON_SIZE),
-            title=menus.tooltip(view),
+            title=self._title(view),
             menu=self._menu(),
         )
         self._shown = menus.tray_status(view)

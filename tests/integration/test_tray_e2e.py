@@ -215,3 +215,27 @@ def test_quit_during_a_reinstall_cancels_it_restores_the_environment_then_quits(
     text = log.read_text()
     assert "notification: Reinstall cancelled — proj/.venv was restored exactly as it was." in text
     assert "Traceback" not in text
+
+
+def test_on_the_menu_less_xorg_backend_the_tray_says_so_once_and_keeps_checking(
+    desktop: Desktop, index: IndexServer, tmp_path: Path, td_dirs: dict[str, Path]
+) -> None:
+    env = make_venv(tmp_path / "venv")
+    install_standins(env, family("cu128"))
+    hw = tmp_path / "hw.json"
+    hw.write_text(json.dumps(NEW_DRIVER))
+    log = td_dirs["log"] / "tray.log"
+    argv = [
+        sys.executable, "-m", "torchdoctor.agent", "tray", "--hardware", str(hw), "--env", str(env.root),
+        "--no-discover", "--index-base", index.url, "--first-check-after", "0",
+    ]  # fmt: skip
+    tray = desktop.spawn("tray-xorg", argv, env={"PYSTRAY_BACKEND": "xorg", **td_env()})
+    wait_for_log(log, "status: ok", tray)
+    assert desktop.wait_for_tray_icon().rect.width > 1  # a real icon, docked
+    note = desktop.wait_for_notification(lambda n: "no tray menu" in n.summary)
+    assert note.summary == "torchdoctor has no tray menu here"
+    assert "linux-tray" in note.body
+    text = log.read_text()
+    assert text.count("WARNING torchdoctor.tray: This desktop offers torchdoctor no tray menu") == 1
+    assert text.count("notification: torchdoctor has no tray menu here") == 1
+    assert "backend xorg" in text
