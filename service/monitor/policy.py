@@ -49,7 +49,7 @@ def _first_problem(env: EnvState) -> str:
 
 
 def _who_and_why(envs: Sequence[EnvState]) -> str:
-    """"proj/.venv: torch … needs …" for one; the names, then the first one's problem, for more."""
+    """One environment: its name and its problem. More: the names, then the first one's problem."""
     if len(envs) == 1:
         return f"{envs[0].name}: {_first_problem(envs[0])}"
     return f"{_names(envs)}. {envs[0].name}: {_first_problem(envs[0])}"
