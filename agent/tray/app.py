@@ -212,9 +212,9 @@ class TrayApp:
         elif kind is ActionKind.DETAILS:
             self._in_thread(lambda: self._open_details(action.env))
         elif kind is ActionKind.OPEN_FOLDER and action.env:
-            self._in_thread(lambda: open_path(Path(action.env or ".")))
+            self._in_thread(lambda: self._open(Path(action.env or "."), "the folder"))
         elif kind is ActionKind.OPEN_LOG:
-            self._in_thread(lambda: open_path(log_file()))
+            self._in_thread(lambda: self._open(log_file(), "the log"))
         elif kind is ActionKind.AUTOSTART:
             self._in_thread(self._toggle_autostart)
         elif kind is ActionKind.QUIT:
@@ -230,7 +230,12 @@ class TrayApp:
         threading.Thread(target=run, daemon=True).start()
 
     def _open_details(self, env: str | None) -> None:
-        open_path(write_details(paths.state_dir(), self.view.state, focus=env))
+        self._open(write_details(paths.state_dir(), self.view.state, focus=env), "the details")
+
+    def _open(self, path: Path, what: str) -> None:
+        """Hand a file or folder to the desktop; where nothing can open it, say where it is."""
+        if not open_path(path):
+            self.notifier.send(f"Could not open {what}", f"Nothing on this desktop opens it; it is {path}")
 
     def _toggle_autostart(self) -> None:
         from torchdoctor.agent.autostart import (  # noqa: PLC0415 - OS seam

@@ -140,9 +140,11 @@ def outcome(
         return JobOutcome(
             False, False, code, f"Benchmark of {name} did not finish", _last_error_line(stderr_lines)
         )
+    # A machine without a usable GPU benchmarks on the CPU; calling that a GPU benchmark would lie.
+    what = "GPU benchmark" if result.device.startswith("cuda") else "Benchmark (on the CPU)"
     if result.passed:
-        return JobOutcome(True, False, code, f"GPU benchmark passed: {name}", figure_words(result))
-    return JobOutcome(False, False, code, f"GPU benchmark failed: {name}", result.reason or "see the log")
+        return JobOutcome(True, False, code, f"{what} passed: {name}", figure_words(result))
+    return JobOutcome(False, False, code, f"{what} failed: {name}", result.reason or "see the log")
 
 
 class JobRunner:

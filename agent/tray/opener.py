@@ -11,6 +11,8 @@ from pathlib import Path
 
 log = logging.getLogger("torchdoctor.opener")
 
+OPENER_GRACE_S = 3.0
+
 
 def open_path(path: Path) -> bool:
     """Hand `path` to the desktop; False (and a log line) when there is nothing to hand it to."""
@@ -22,16 +24,23 @@ def open_path(path: Path) -> bool:
         if opener is None:
             log.warning("cannot open %s: no xdg-open on this system", path)
             return False
-        # Not waited for: the viewer lives as long as the person wants; a new session so that it
-        # outlives the tray and never gets our Ctrl-C.
-        subprocess.Popen(
+        # A new session, so that the viewer outlives the tray and never gets our Ctrl-C.
+        child = subprocess.Popen(
             [opener, str(path)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
-        return True
     except OSError as exc:
         log.warning("cannot open %s: %s", path, exc)
         return False
+    # xdg-open fails fast when no program handles the file (exit 3 or 4), but may also run the
+    # viewer in the foreground: a quick failure is a failure, anything still running is a viewer.
+    try:
+        code = child.wait(timeout=OPENER_GRACE_S)
+    except subprocess.TimeoutExpired:
+        return True
+    if code != 0:
+        log.warning("cannot open %s: %s exited with %d", path, opener, code)
+    return code == 0

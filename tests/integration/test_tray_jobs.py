@@ -114,6 +114,6 @@ def test_a_bench_job_of_an_environment_without_a_working_torch_fails_readably(tm
         JobRequest(JobKind.BENCH, str(env.root), "torch 2.7.1+cpu"), on_progress=lambda _p: None
     ).run()
     assert not outcome.ok
-    assert outcome.title == "GPU benchmark failed: other"
+    assert outcome.title == "Benchmark (on the CPU) failed: other"  # no GPU here: not called a GPU benchmark
     assert "torchvision is broken" in outcome.body
     assert outcome.body and "Traceback" not in outcome.body

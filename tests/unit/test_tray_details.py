@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
+import pytest
+
+from torchdoctor.agent.tray import opener
 from torchdoctor.agent.tray.details import render_details, write_details
 from torchdoctor.service.models import EnvStatus
 from torchdoctor.service.monitor.state import (
@@ -53,3 +57,25 @@ def test_before_the_first_check_it_says_so(tmp_path: Path) -> None:
     path = write_details(tmp_path / "state", None)
     assert path.read_text() == "torchdoctor has not finished its first check yet.\n"
     assert sorted(p.name for p in path.parent.iterdir()) == ["details.txt"]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="xdg-open is the Linux opener")
+@pytest.mark.parametrize(("script", "opened"), [("exit 3", False), ("exit 0", True), ("/bin/sleep 3", True)])
+def test_an_opener_that_fails_fast_is_a_failure_one_still_running_is_a_viewer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, script: str, opened: bool
+) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "xdg-open"
+    fake.write_text(f"#!/bin/sh\n{script}\n")  # xdg-open exits 3 when no program handles the file
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    monkeypatch.setattr(opener, "OPENER_GRACE_S", 1.0)
+    assert opener.open_path(tmp_path / "details.txt") is opened
+
+
+def test_without_any_opener_it_is_a_failure_not_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert opener.open_path(tmp_path / "details.txt") is False
