@@ -30,3 +30,15 @@ def add_hardware_argument(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="read this hardware file instead of probing (also: $TORCHDOCTOR_HARDWARE)",
     )
+
+
+def add_index_base_argument(parser: argparse.ArgumentParser) -> None:
+    """--index-base URL, as plan, fix and the tray take it."""
+    from torchdoctor.service.facts.variants import DEFAULT_INDEX_BASE  # noqa: PLC0415 - keep this module light
+
+    parser.add_argument(
+        "--index-base",
+        default=DEFAULT_INDEX_BASE,
+        metavar="URL",
+        help=f"the folder holding one index per variant (default {DEFAULT_INDEX_BASE})",
+    )

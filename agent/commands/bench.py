@@ -24,7 +24,7 @@ from torchdoctor.service.envs.discover import environment_from_path
 from torchdoctor.service.errors import EXIT_ATTENTION, EXIT_OK, BadInputError, ProbeError
 from torchdoctor.service.probe.hardware import resolve_hardware
 
-_FIGURE_LABELS: Final = {
+FIGURE_LABELS: Final = {
     "matmul_fp32_tflops": "matmul fp32",
     "matmul_tf32_tflops": "matmul tf32",
     "matmul_fp16_tflops": "matmul fp16",
@@ -123,11 +123,11 @@ def run(args: argparse.Namespace) -> int:
 # --- the table ---------------------------------------------------------------------------------
 
 
-def _unit(key: str) -> str:
+def figure_unit(key: str) -> str:
     return next((unit for suffix, unit in _UNITS if key.endswith(suffix)), "")
 
 
-def _number(value: float) -> str:
+def figure_number(value: float) -> str:
     if value >= 100:
         return f"{value:,.0f}"
     if value >= 10:
@@ -145,10 +145,10 @@ def figure_rows(result: BenchResult) -> list[list[str]]:
         peak = ""
         if ratio is not None and result.peak is not None:
             published = value / ratio if ratio else 0.0
-            peak = f"{ratio:.0%} of {_number(published)}"
+            peak = f"{ratio:.0%} of {figure_number(published)}"
         note = result.figure_notes.get(key, "")
-        label = _FIGURE_LABELS.get(key, key)
-        rows.append([label, f"{_number(value)} {_unit(key)}".strip(), peak, note])
+        label = FIGURE_LABELS.get(key, key)
+        rows.append([label, f"{figure_number(value)} {figure_unit(key)}".strip(), peak, note])
     return rows
 
 

@@ -8,12 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from torchdoctor.agent.args import add_hardware_argument
+from torchdoctor.agent.args import add_hardware_argument, add_index_base_argument
 from torchdoctor.agent.output import human_size, paint, use_colour, write_json
 from torchdoctor.service.envs.discover import environment_from_path
 from torchdoctor.service.errors import EXIT_BAD_INPUT, EXIT_OK, TorchdoctorError
 from torchdoctor.service.facts.knowledge import load_knowledge
-from torchdoctor.service.facts.variants import DEFAULT_INDEX_BASE
 from torchdoctor.service.install.index import IndexClient, validate_index_base
 from torchdoctor.service.install.plan import Target, inspect_target, make_plan
 from torchdoctor.service.install.policy import Plan, PlanRefusedError, plan_to_json
@@ -38,12 +37,7 @@ def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
         "--env", type=Path, required=True, metavar="PATH", help="the environment's root or python executable"
     )
     add_hardware_argument(parser)
-    parser.add_argument(
-        "--index-base",
-        default=DEFAULT_INDEX_BASE,
-        metavar="URL",
-        help=f"the folder holding one index per variant (default {DEFAULT_INDEX_BASE})",
-    )
+    add_index_base_argument(parser)
 
 
 @dataclass(frozen=True, slots=True)

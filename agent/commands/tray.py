@@ -7,10 +7,10 @@ import math
 import os
 import sys
 
+from torchdoctor.agent.args import add_index_base_argument
 from torchdoctor.agent.commands.check import add_target_arguments
 from torchdoctor.service import paths
 from torchdoctor.service.errors import EXIT_OK, BadInputError
-from torchdoctor.service.facts.variants import DEFAULT_INDEX_BASE
 from torchdoctor.service.install.index import validate_index_base
 from torchdoctor.service.monitor.scheduler import DEFAULT_INTERVAL_S, Timing
 
@@ -33,12 +33,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="SECONDS",
         help=f"seconds between checks (default {DEFAULT_INTERVAL_S:g})",
     )
-    parser.add_argument(
-        "--index-base",
-        default=DEFAULT_INDEX_BASE,
-        metavar="URL",
-        help=f"the folder holding one index per variant (default {DEFAULT_INDEX_BASE})",
-    )
+    add_index_base_argument(parser)
     # For tests and support sessions: how soon after start the first check runs.
     parser.add_argument("--first-check-after", type=float, default=5.0, help=argparse.SUPPRESS)
     parser.set_defaults(handler=handle)

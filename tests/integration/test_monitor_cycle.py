@@ -11,22 +11,13 @@ import pytest
 
 from tests.support.envs import install_standins, make_venv
 from tests.support.index_server import IndexServer, publish
-from tests.support.standin import StandIn
+from tests.support.scenarios import NEW_DRIVER, OLD_DRIVER, family
 from torchdoctor.service.models import EnvStatus
 from torchdoctor.service.monitor.cycle import CycleOptions, run_cycle
 from torchdoctor.service.monitor.events import EventKind
 from torchdoctor.service.monitor.state import load_state
 
 pytestmark = pytest.mark.slow
-
-GPU = [{"name": "NVIDIA GeForce RTX 4090", "compute_capability": "8.9"}]
-NEW_DRIVER = {"driver_version": "572.16", "cuda_driver_version": "12.8", "gpus": GPU}
-OLD_DRIVER = {"driver_version": "520.61.05", "cuda_driver_version": "11.8", "gpus": GPU}
-
-
-def family(variant: str) -> list[StandIn]:
-    cuda = None if variant == "cpu" else f"{variant[2:4]}.{variant[4]}"
-    return [StandIn("torch", f"2.7.1+{variant}", cuda=cuda), StandIn("torchvision", f"0.22.1+{variant}")]
 
 
 @pytest.fixture(scope="module")

@@ -28,20 +28,11 @@ from tests.support.desktop import (  # noqa: F401 (desktop_fixture registers the
 )
 from tests.support.envs import install_standins, make_venv, tree_digest, venv_env
 from tests.support.index_server import IndexServer, publish
-from tests.support.standin import StandIn
+from tests.support.scenarios import NEW_DRIVER, OLD_DRIVER, family
 from torchdoctor.service.envs.builds import read_build
 from torchdoctor.service.facts.knowledge import load_knowledge
 
 pytestmark = [pytest.mark.tray, pytest.mark.slow]
-
-GPU = [{"name": "NVIDIA GeForce RTX 4090", "compute_capability": "8.9"}]
-NEW_DRIVER = {"driver_version": "572.16", "cuda_driver_version": "12.8", "gpus": GPU}
-OLD_DRIVER = {"driver_version": "520.61.05", "cuda_driver_version": "11.8", "gpus": GPU}
-
-
-def family(variant: str) -> list[StandIn]:
-    cuda = None if variant == "cpu" else f"{variant[2:4]}.{variant[4]}"
-    return [StandIn("torch", f"2.7.1+{variant}", cuda=cuda), StandIn("torchvision", f"0.22.1+{variant}")]
 
 
 @pytest.fixture
@@ -78,12 +69,14 @@ def wait_for_log(log: Path, text: str, tray: Spawned, timeout: float = 30.0, aft
         time.sleep(0.1)
 
 
-def start_tray(desktop: Desktop, hw: Path, env_root: Path, index: IndexServer, *extra: str) -> Spawned:
+def start_tray(
+    desktop: Desktop, hw: Path, env_root: Path, index: IndexServer, *, backend: str = "appindicator"
+) -> Spawned:
     argv = [
         sys.executable, "-m", "torchdoctor.agent", "tray", "--hardware", str(hw), "--env", str(env_root),
-        "--no-discover", "--index-base", index.url, "--interval", "3600", "--first-check-after", "0", *extra,
+        "--no-discover", "--index-base", index.url, "--interval", "3600", "--first-check-after", "0",
     ]  # fmt: skip
-    return desktop.spawn("tray", argv, env={"PYSTRAY_BACKEND": "appindicator", **td_env()})
+    return desktop.spawn(f"tray-{backend}", argv, env={"PYSTRAY_BACKEND": backend, **td_env()})
 
 
 def open_menu(desktop: Desktop, icon_center: tuple[int, int]) -> None:
@@ -183,8 +176,7 @@ def test_quit_during_a_reinstall_cancels_it_restores_the_environment_then_quits(
     root = tmp_path / "index"
     marker = tmp_path / "verifying"
     hang = f"import pathlib, time\npathlib.Path({str(marker)!r}).write_text('x')\ntime.sleep(120)\n"
-    publish(root, [StandIn("torch", "2.7.1+cu118", cuda="11.8", files={"torch/__init__.py": hang}),
-                   StandIn("torchvision", "0.22.1+cu118")], "cu118")  # fmt: skip
+    publish(root, family("cu118", files={"torch/__init__.py": hang}), "cu118")
     env = make_venv(tmp_path / "proj" / ".venv")
     install_standins(env, family("cu128"))
     before = tree_digest(env.root)
@@ -225,11 +217,7 @@ def test_on_the_menu_less_xorg_backend_the_tray_says_so_once_and_keeps_checking(
     hw = tmp_path / "hw.json"
     hw.write_text(json.dumps(NEW_DRIVER))
     log = td_dirs["log"] / "tray.log"
-    argv = [
-        sys.executable, "-m", "torchdoctor.agent", "tray", "--hardware", str(hw), "--env", str(env.root),
-        "--no-discover", "--index-base", index.url, "--first-check-after", "0",
-    ]  # fmt: skip
-    tray = desktop.spawn("tray-xorg", argv, env={"PYSTRAY_BACKEND": "xorg", **td_env()})
+    tray = start_tray(desktop, hw, env.root, index, backend="xorg")
     wait_for_log(log, "status: ok", tray)
     assert desktop.wait_for_tray_icon().rect.width > 1  # a real icon, docked
     note = desktop.wait_for_notification(lambda n: "no tray menu" in n.summary)

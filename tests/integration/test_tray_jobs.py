@@ -12,24 +12,13 @@ import pytest
 
 from tests.support.envs import install_standins, make_venv, tree_digest
 from tests.support.index_server import IndexServer, publish
-from tests.support.standin import StandIn
+from tests.support.scenarios import OLD_DRIVER, family
 from torchdoctor.agent.tray.jobs import JobRequest, JobRunner
 from torchdoctor.agent.tray.menu import JobKind
 from torchdoctor.service.envs.builds import read_build
 from torchdoctor.service.facts.knowledge import load_knowledge
 
 pytestmark = pytest.mark.slow
-
-HW = {"driver_version": "520.61.05", "cuda_driver_version": "11.8",
-      "gpus": [{"name": "NVIDIA GeForce RTX 4090", "compute_capability": "8.9"}]}  # fmt: skip
-
-
-def family(variant: str, **torch_kwargs: object) -> list[StandIn]:
-    cuda = None if variant == "cpu" else f"{variant[2:4]}.{variant[4]}"
-    return [
-        StandIn("torch", f"2.7.1+{variant}", cuda=cuda, **torch_kwargs),  # type: ignore[arg-type]
-        StandIn("torchvision", f"0.22.1+{variant}"),
-    ]
 
 
 def torch_version(root: Path) -> str | None:
@@ -45,7 +34,7 @@ def test_a_reinstall_job_installs_the_plan_and_reports_progress(tmp_path: Path) 
     env = make_venv(tmp_path / "proj" / ".venv")
     install_standins(env, family("cu128"))
     hw = tmp_path / "hw.json"
-    hw.write_text(json.dumps(HW))
+    hw.write_text(json.dumps(OLD_DRIVER))
     progress: list[str] = []
     with IndexServer(root) as index:
         request = JobRequest(JobKind.REINSTALL, str(env.root), "torch 2.7.1+cu118", hw, index.url)
@@ -65,7 +54,7 @@ def test_a_refused_reinstall_says_why_and_changes_nothing(tmp_path: Path) -> Non
     install_standins(env, family("cu128"))
     before = tree_digest(env.root)
     hw = tmp_path / "hw.json"
-    hw.write_text(json.dumps(HW))
+    hw.write_text(json.dumps(OLD_DRIVER))
     with IndexServer(root) as index:
         request = JobRequest(JobKind.REINSTALL, str(env.root), "torch 2.7.1+cu118", hw, index.url)
         outcome = JobRunner(request, on_progress=lambda _p: None).run()
@@ -84,7 +73,7 @@ def test_cancel_during_the_install_restores_the_environment_exactly(tmp_path: Pa
     install_standins(env, family("cu128"))
     before = tree_digest(env.root)
     hw = tmp_path / "hw.json"
-    hw.write_text(json.dumps(HW))
+    hw.write_text(json.dumps(OLD_DRIVER))
     with IndexServer(root) as index:
         runner = JobRunner(
             JobRequest(JobKind.REINSTALL, str(env.root), "torch 2.7.1+cu118", hw, index.url),
