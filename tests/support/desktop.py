@@ -364,7 +364,7 @@ class Desktop:
             tint2 = self._run_daemon("tint2", ["tint2", "-c", str(FILES / "tint2rc")])
             try:
                 self.wait_until(
-                    what, self._x.tray_ready, _TINT2_START_S if attempt < attempts else _START_TIMEOUT_S
+                    what, self.x.tray_ready, _TINT2_START_S if attempt < attempts else _START_TIMEOUT_S
                 )
                 return
             except DesktopError:
