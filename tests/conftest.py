@@ -8,6 +8,13 @@ from pathlib import Path
 
 import pytest
 
+# uv and pip write their caches into the user's folders (~/.cache/uv, ~/.cache/pip) by default: the
+# tests' installs use a cache inside the repository instead, kept across sessions (it is what makes
+# the second run fast) and never the real user's.
+_REPO_CACHE = Path(__file__).resolve().parents[1] / ".cache"
+os.environ["UV_CACHE_DIR"] = str(_REPO_CACHE / "test-uv-cache")
+os.environ["PIP_CACHE_DIR"] = str(_REPO_CACHE / "test-pip-cache")
+
 
 @pytest.fixture(autouse=True)
 def _isolated_dirs(
