@@ -63,3 +63,10 @@ class ProbeError(TorchdoctorError):
 
 class SubprocessTimeoutError(TorchdoctorError):
     code = "timeout"
+
+
+class InterpreterError(ProbeError):
+    """An environment's own python could not tell us what it is: it is missing, hung, crashed, or
+    printed something else. The same error, code and exit status from every command that runs it."""
+
+    code = "interpreter-failed"

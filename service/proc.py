@@ -12,6 +12,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 from torchdoctor.service.errors import SubprocessTimeoutError
 
@@ -33,6 +34,29 @@ def no_window_flags() -> int:
     if sys.platform == "win32":
         return subprocess.CREATE_NO_WINDOW
     return 0
+
+
+# A script given inline (`python -c SCRIPT`) is code, not something to read in a message.
+_SCRIPT_FLAGS: Final = frozenset({"-c"})
+_LONGEST_SHOWN_ARG: Final = 200
+
+
+def shown_command(argv: Sequence[str | Path]) -> str:
+    """`argv` as a person may read it in a message: the program and its options, never a script.
+
+    Everything after `-c` (the script and its arguments) is shown as "...", and so is any argument
+    that spans lines or is very long: `python -I -c ...`, not a hundred lines of probe code.
+    """
+    shown: list[str] = []
+    for arg in (os.fspath(a) for a in argv):
+        if "\n" in arg or len(arg) > _LONGEST_SHOWN_ARG:
+            shown.append("...")
+            continue
+        shown.append(arg)
+        if arg in _SCRIPT_FLAGS:
+            shown.append("...")
+            break
+    return " ".join(shown)
 
 
 def run(
@@ -67,6 +91,6 @@ def run(
     except subprocess.TimeoutExpired as exc:
         raise SubprocessTimeoutError(
             f"{Path(args[0]).name} did not finish within {timeout:g} s",
-            hint="the program may be hung; try again, or check it by hand: " + " ".join(args),
+            hint="the program may be hung; try again, or check it by hand: " + shown_command(args),
         ) from exc
     return Completed(tuple(args), proc.returncode, proc.stdout or "", proc.stderr or "")

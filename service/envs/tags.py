@@ -21,7 +21,7 @@ from typing import Final, Protocol
 from packaging.tags import Tag, compatible_tags, cpython_tags, generic_tags, mac_platforms
 
 from torchdoctor.service import proc
-from torchdoctor.service.errors import ProbeError
+from torchdoctor.service.errors import InterpreterError, SubprocessTimeoutError
 
 # The script runs inside the target interpreter, so it must be stdlib-only and parse on old Pythons
 # (3.6+: no walrus, no positional-only parameters, no `subprocess.run(capture_output=...)`).
@@ -147,10 +147,9 @@ _LEGACY_MANYLINUX: Final[Mapping[tuple[int, int], str]] = {
 _VERSION_RE: Final = re.compile(r"^(\d+)\.(\d+)")
 
 
-class InterpreterProbeError(ProbeError):
-    """The target interpreter could not be run, or did not say what it is."""
-
-    code = "interpreter-probe-failed"
+# The one error for "the environment's python did not tell us what it is" (kept under its old name).
+InterpreterProbeError = InterpreterError
+_SHOWN_OUTPUT: Final = 160  # characters of an interpreter's stray output quoted in a message
 
 
 class Runner(Protocol):
@@ -263,32 +262,43 @@ def interpreter_facts(python: Path, *, run: Runner = proc.run, timeout: float = 
     """Ask the interpreter at `python` what it is.
 
     Runs `PYTHON -I -c FACTS_SCRIPT` (stdlib only, works on Python 3.6+) with a timeout and reads
-    the one JSON line it prints. Raises InterpreterProbeError when the interpreter cannot be
-    started, fails, or prints something else; SubprocessTimeoutError when it hangs.
+    the one JSON line it prints. Raises InterpreterError, naming the interpreter and never quoting
+    the script, when the interpreter cannot be started, does not answer within `timeout`, fails,
+    or prints something else.
     """
+    by_hand = f"run `{python} --version` by hand to see whether it starts"
     try:
         done = run([python, "-I", "-c", FACTS_SCRIPT], timeout=timeout)
     except OSError as exc:
-        raise InterpreterProbeError(
+        raise InterpreterError(
             f"Could not start the interpreter {python}: {exc.strerror or exc}.",
             hint="check that the environment still exists and its python runs",
         ) from exc
+    except SubprocessTimeoutError as exc:
+        raise InterpreterError(
+            f"The interpreter {python} did not answer within {timeout:g} s.",
+            hint=f"it may be hung (a sitecustomize, a network drive, an antivirus scan); {by_hand}",
+        ) from exc
     if not done.ok:
         if "Unknown option" in done.stderr:  # Python 2 has no -I
-            raise InterpreterProbeError(
+            raise InterpreterError(
                 f"The interpreter {python} is too old for torchdoctor (it has no -I option).",
                 hint="PyTorch needs Python 3; so does torchdoctor's probe (3.6 or newer)",
             )
-        detail = _last_line(done.stderr).rstrip(".") or f"exit status {done.returncode}"
-        raise InterpreterProbeError(
-            f"The interpreter {python} failed while describing itself: {detail}.",
-            hint=f'run it by hand to see why: {python} -c "import sys; print(sys.version)"',
+        detail = _telling_line(done.stderr)
+        said = f": {detail}" if detail else " and printed nothing on stderr"
+        raise InterpreterError(
+            f"The interpreter {python} failed (exit status {done.returncode}){said}.",
+            hint=by_hand,
         )
     line = next((ln for ln in done.stdout.splitlines() if ln.startswith(FACTS_MARKER)), None)
     if line is None:
-        raise InterpreterProbeError(
-            f"The interpreter {python} did not describe itself (no facts line in its output).",
-            hint="a sitecustomize or a very old Python may be in the way; Python 3.6 or newer is needed",
+        printed = _telling_line(done.stdout)
+        said = f"it printed {printed!r}" if printed else "it printed nothing"
+        raise InterpreterError(
+            f"The interpreter {python} did not describe itself ({said}).",
+            hint="a sitecustomize, a wrapper script or a very old Python may be in the way; "
+            f"Python 3.6 or newer is needed; {by_hand}",
         )
     try:
         data = json.loads(line[len(FACTS_MARKER) :])
@@ -296,14 +306,30 @@ def interpreter_facts(python: Path, *, run: Runner = proc.run, timeout: float = 
             raise ValueError("not a JSON object")
         return InterpreterFacts.from_mapping(data)
     except ValueError as exc:
-        raise InterpreterProbeError(
-            f"The interpreter {python} described itself in a way we cannot read: {exc}."
+        raise InterpreterError(
+            f"The interpreter {python} described itself in a way we cannot read: "
+            f"{_shorten(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)}."
         ) from exc
 
 
-def _last_line(text: str) -> str:
+def _shorten(text: str) -> str:
+    """One line of someone else's output, fit to quote: printable, and at most _SHOWN_OUTPUT long."""
+    clean = "".join(ch if ch.isprintable() else "?" for ch in text.strip())
+    return clean if len(clean) <= _SHOWN_OUTPUT else clean[: _SHOWN_OUTPUT - 3] + "..."
+
+
+def _telling_line(text: str) -> str:
+    """The line of an interpreter's output that says what went wrong.
+
+    A Python traceback says it on its last line ("ModuleNotFoundError: No module named 'encodings'");
+    anything else (a wrapper script, the loader) on its first. Never the "Traceback" header itself.
+    """
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    return lines[-1] if lines else ""
+    if not lines:
+        return ""
+    if lines[0].startswith("Traceback (most recent call last)"):
+        return _shorten(lines[-1])
+    return _shorten(lines[0]).rstrip(".")
 
 
 def _normalize(text: str) -> str:

@@ -9,17 +9,23 @@ and kept in the cache so a retried `fix` does not download it again.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import ssl
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from torchdoctor.service import paths
 from torchdoctor.service.errors import TorchdoctorError
 from torchdoctor.service.install.hashing import CHUNK, sha256_file
 from torchdoctor.service.install.index import IndexFile, check_url, default_opener
+
+# Statuses another attempt may fix; any other error status is the answer (404: not there, 403: refused).
+_RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
 Progress = Callable[[IndexFile, int, int | None], None]  # file, bytes so far, total
 
@@ -60,6 +66,7 @@ def download(
             progress(file, dest.stat().st_size, dest.stat().st_size)
         return dest
     open_url = opener or default_opener(file.url)
+    unchanged = "nothing in the environment was changed"
     last: Exception | None = None
     for attempt in range(retries + 1):
         if attempt:
@@ -68,13 +75,67 @@ def download(
             return _fetch(file, dest, open_url, timeout, progress)
         except DownloadError:
             raise  # a hash or size mismatch does not get better by asking again
+        except urllib.error.HTTPError as exc:
+            with contextlib.closing(exc):
+                last = exc
+                if exc.code not in _RETRY_STATUSES:
+                    raise _status_error(file, exc, unchanged) from exc
         except (urllib.error.URLError, OSError, TimeoutError) as exc:
+            tls = _tls_failure(exc)
+            if tls is not None:
+                host = _host(file.url)
+                raise DownloadError(
+                    f"could not download {file.filename}: TLS/certificate problem with {host} "
+                    f"at {file.url} ({tls})",
+                    hint=f"check that {host} serves https with a certificate this computer trusts "
+                    f"(SSL_CERT_FILE names extra trusted certificates); {unchanged}",
+                ) from exc
             last = exc
+    if isinstance(last, urllib.error.HTTPError):
+        raise _status_error(file, last, unchanged, asked=retries + 1)
     reason = getattr(last, "reason", None) or last
     raise DownloadError(
         f"could not download {file.filename} from {file.url}: {reason}",
-        hint="check the network connection and try again; nothing in the environment was changed",
+        hint=f"check the network connection and that {_host(file.url)} is up, then try again; {unchanged}",
     )
+
+
+def _host(url: str) -> str:
+    return urlsplit(url).netloc.rpartition("@")[2] or url
+
+
+def _status_error(
+    file: IndexFile, exc: urllib.error.HTTPError, unchanged: str, *, asked: int = 1
+) -> DownloadError:
+    """ "the server answered 404 Not Found at URL": what it said, where, and how often we asked."""
+    reason = str(exc.reason or "").strip()
+    status = f"{exc.code} {reason}" if reason else str(exc.code)
+    times = f" (asked {asked} times)" if asked > 1 else ""
+    if exc.code in {404, 410}:
+        hint = f"the index listed a file its server does not have; try again later; {unchanged}"
+    elif exc.code in _RETRY_STATUSES:
+        hint = f"the server at {_host(file.url)} is failing; try again later; {unchanged}"
+    else:
+        hint = f"check that this computer may read from {_host(file.url)}; {unchanged}"
+    return DownloadError(
+        f"could not download {file.filename}: the server answered {status} at {file.url}{times}",
+        hint=hint,
+    )
+
+
+def _tls_failure(exc: BaseException) -> str | None:
+    """Words for a TLS failure behind `exc` (a certificate, a handshake), None for anything else.
+
+    A TLS connection cut short (EOF) is the network's doing and is retried like a reset.
+    """
+    reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+    if isinstance(reason, ssl.SSLCertVerificationError):
+        return f"its certificate could not be verified: {reason.verify_message}"
+    if isinstance(reason, ssl.SSLError) and not isinstance(
+        reason, ssl.SSLEOFError | ssl.SSLZeroReturnError | ssl.SSLSyscallError
+    ):
+        return f"the TLS handshake failed: {reason.reason or reason}"
+    return None
 
 
 def _fetch(

@@ -25,6 +25,7 @@ import os
 import re
 import socket
 import ssl
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -80,6 +81,13 @@ class IndexResponseError(TorchdoctorError):
     """The index answered, but not with something we can use (403, a broken page, a bad hash)."""
 
     code = "index-bad-response"
+
+
+class IndexTLSError(IndexUnreachableError):
+    """The TLS handshake with the index failed: an untrusted or expired certificate, a proxy that
+    rewrites TLS, a wrong clock, or no https server at that address. Not retried."""
+
+    code = "index-tls-failed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -457,12 +465,16 @@ class _Fetched:
 
 
 class _Retryable(Exception):
-    """One failed attempt that another attempt may fix; `reason` is said to the user."""
+    """One failed attempt that another attempt may fix; `reason` is said to the user.
 
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+    `status` is the HTTP status when the index answered (429, 5xx), None when it could not be reached.
+    """
+
+    def __init__(self, reason: str, retry_after: float | None = None, *, status: int | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
+        self.status = status
 
 
 def _describe(exc: BaseException) -> str:
@@ -478,9 +490,36 @@ def _describe(exc: BaseException) -> str:
         return "the connection was reset"
     if isinstance(reason, ssl.SSLCertVerificationError):
         return f"its TLS certificate could not be verified ({reason.verify_message})"
+    if isinstance(reason, _TLS_DROPS):
+        return "the TLS connection broke off"
+    if isinstance(reason, ssl.SSLError):
+        return f"the TLS handshake failed ({reason.reason or reason})"
     if isinstance(reason, HTTPException):
         return f"the connection broke off ({type(reason).__name__})"
     return str(reason) or type(reason).__name__
+
+
+def _status_text(exc: urllib.error.HTTPError) -> str:
+    """ "404 Not Found": the status and, where the server gave one, its reason phrase."""
+    reason = str(exc.reason or "").strip()
+    return f"{exc.code} {reason}" if reason else str(exc.code)
+
+
+# A TLS connection cut short is the network's doing, as a reset is; retried, not called a TLS problem.
+_TLS_DROPS: Final = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError)
+
+
+def _tls_reason(exc: BaseException) -> ssl.SSLError | None:
+    """The TLS failure behind `exc` (urllib wraps it in URLError), or None if it is something else."""
+    reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+    if isinstance(reason, ssl.SSLError) and not isinstance(reason, _TLS_DROPS):
+        return reason
+    return None
+
+
+def _host(url: str) -> str:
+    parts = urlsplit(url)
+    return parts.netloc.rpartition("@")[2] or url
 
 
 def _age(seconds: float) -> str:
@@ -522,12 +561,16 @@ class IndexClient:
         self._opener: Opener = opener if opener is not None else default_opener(self.base_url)
         self._sleep = sleep
         self._notes: list[str] = []
+        self._missing: list[tuple[str, int]] = []
+        self._found = False
+        self._lock = threading.Lock()  # plan fetches pages from several threads
         self._user_agent = _user_agent()
 
     @property
     def notes(self) -> tuple[str, ...]:
         """Everything worth telling the user about the pages fetched so far (stale cache, skips)."""
-        return tuple(self._notes)
+        with self._lock:
+            return tuple(self._notes)
 
     @property
     def cache_dir(self) -> Path:
@@ -557,8 +600,42 @@ class IndexClient:
             )
             return self._page(url, project, cached, from_cache=True, stale=True, extra_notes=(note,))
         page = self._page(url, project, fetched, from_cache=False, stale=False)
-        self._write_cache(url, fetched)  # only pages we could read: never cache a broken one
+        if fetched.status == 200:
+            # Only pages we could read: a broken page or a 404 is asked again next time (a mirror
+            # that was still syncing, or an --index-base fixed since, must not stay "missing").
+            self._write_cache(url, fetched)
+        else:
+            with self._lock:
+                self._missing.append((url, fetched.status))
         return page
+
+    @property
+    def missing(self) -> tuple[tuple[str, int], ...]:
+        """The pages the index answered 404/410 for so far, as (url, status), in the order asked."""
+        with self._lock:
+            return tuple(self._missing)
+
+    def raise_if_all_missing(self) -> None:
+        """Raise IndexResponseError when every page asked for so far answered 404/410.
+
+        One missing variant is normal (a mirror that carries cu128 but not cu118, no torchaudio on
+        some indexes); *every* page missing means the --index-base is not the index it was meant
+        to be, and saying "the index answered 404 at URL" beats saying "nothing fits".
+        """
+        with self._lock:
+            missing = list(self._missing)
+            found = self._found
+        if not missing or found:
+            return
+        url, status = missing[0]
+        others = len(missing) - 1
+        also = f" (and {others} other page{'s' if others != 1 else ''} asked for)" if others else ""
+        raise IndexResponseError(
+            f"The package index answered {status} at {url}{also}: "
+            f"{self.base_url} has none of the pages torchdoctor asked for.",
+            hint=f"check --index-base {self.base_url}: torchdoctor reads BASE/<variant>/<project>/ "
+            f"pages from it, e.g. {url}",
+        )
 
     def _page(
         self,
@@ -575,7 +652,9 @@ class IndexClient:
         else:
             parsed = parse_page(fetched.body, fetched.content_type, fetched.final_url, project)
         notes = extra_notes + tuple(f"{url}: {n}" for n in parsed.notes)
-        self._notes.extend(notes)
+        with self._lock:
+            self._notes.extend(notes)
+            self._found = self._found or fetched.status not in _MISSING_STATUSES
         return IndexPage(
             url=url,
             files=parsed.files,
@@ -588,22 +667,28 @@ class IndexClient:
 
     def _fetch(self, url: str) -> _Fetched:
         attempts = self.retries + 1
-        last = ""
+        last = _Retryable("no answer")
         for attempt in range(attempts):
             if attempt:
                 self._sleep(min(self.backoff * 2 ** (attempt - 1), _MAX_BACKOFF_S))
             try:
                 return self._fetch_once(url)
             except _Retryable as exc:
-                last = exc.reason
+                last = exc
                 if exc.retry_after and attempt + 1 < attempts:
                     self._sleep(min(exc.retry_after, _MAX_RETRY_AFTER_S))
         tries = "once" if attempts == 1 else f"{attempts} times"
+        if last.status is not None:
+            # It answered: not "offline", but down or overloaded, and we say what it said.
+            raise IndexUnreachableError(
+                f"The package index answered {last.reason} at {url} (asked {tries}).",
+                hint=f"the index at {self.base_url} is failing; try again later, "
+                "or give --index-base another mirror",
+            )
         raise IndexUnreachableError(
-            f"Could not reach the package index at {url} (tried {tries}; {last}): "
-            "this computer seems to be offline, or the index is down.",
-            hint="check the network connection or proxy settings and try again later; "
-            "--index-base URL points torchdoctor at a mirror",
+            f"Could not reach the package index at {url} (tried {tries}; {last.reason}).",
+            hint=f"check the network connection and proxy settings, and that {_host(url)} is up "
+            f"(the index in use is {self.base_url})",
         )
 
     def _fetch_once(self, url: str) -> _Fetched:
@@ -620,20 +705,15 @@ class IndexClient:
                 if exc.code in _MISSING_STATUSES:
                     return _Fetched(exc.code, url, "", "", time.time())
                 if exc.code in _RETRY_STATUSES:
-                    raise _Retryable(
-                        f"the server answered {exc.code} {exc.reason}", _retry_after(exc.headers)
-                    ) from exc
+                    raise _Retryable(_status_text(exc), _retry_after(exc.headers), status=exc.code) from exc
                 raise IndexResponseError(
-                    f"The package index refused {url}: {exc.code} {exc.reason}.",
-                    hint="check the --index-base URL and the variant name",
+                    f"The package index answered {_status_text(exc)} at {url}.",
+                    hint=f"check that --index-base {self.base_url} is right and that this computer "
+                    "may read it",
                 ) from exc
-        except urllib.error.URLError as exc:
-            if isinstance(exc.reason, ssl.SSLCertVerificationError):
-                # Not worth retrying, and worth saying differently: a proxy or a wrong clock.
-                raise IndexUnreachableError(
-                    f"Could not reach the package index at {url}: {_describe(exc)}.",
-                    hint="a proxy that rewrites TLS, or a wrong system clock, often causes this",
-                ) from exc
+        except (urllib.error.URLError, ssl.SSLError) as exc:
+            if _tls_reason(exc) is not None:
+                raise self._tls_error(url, exc) from exc
             raise _Retryable(_describe(exc)) from exc
         except (TimeoutError, ConnectionError, HTTPException) as exc:
             raise _Retryable(_describe(exc)) from exc
@@ -642,6 +722,17 @@ class IndexClient:
         check_url(final_url, what="index page")
         text = body.decode(charset, errors="replace")
         return _Fetched(200, final_url, content_type, text, time.time())
+
+    def _tls_error(self, url: str, exc: BaseException) -> IndexTLSError:
+        """Not worth retrying, and not "offline": the host answered, but TLS with it failed."""
+        host = _host(url)
+        return IndexTLSError(
+            f"TLS/certificate problem with {host} at {url}: {_describe(exc)}.",
+            hint=f"check that {host} serves https with a certificate this computer trusts "
+            "(a self-signed certificate, a proxy that rewrites TLS or a wrong clock cause this; "
+            "SSL_CERT_FILE names extra trusted certificates); "
+            f"the index in use is {self.base_url}",
+        )
 
     # The cache: one JSON file per page URL, written atomically so a reader never sees half a page.
 
@@ -655,8 +746,8 @@ class IndexClient:
         except (OSError, ValueError):
             return None
         try:
-            if data["format"] != _CACHE_FORMAT or data["url"] != url:
-                return None
+            if data["format"] != _CACHE_FORMAT or data["url"] != url or data["status"] != 200:
+                return None  # older versions kept 404s: asked again now
             fetched = _Fetched(
                 int(data["status"]),
                 str(data["final_url"]),
@@ -686,7 +777,8 @@ class IndexClient:
             tmp.write_text(json.dumps(record), encoding="utf-8")
             tmp.replace(path)
         except OSError as exc:
-            self._notes.append(f"could not cache {url} in {path.parent}: {exc.strerror or exc}")
+            with self._lock:
+                self._notes.append(f"could not cache {url} in {path.parent}: {exc.strerror or exc}")
             with contextlib.suppress(OSError):
                 tmp.unlink()
 

@@ -25,7 +25,7 @@ from torchdoctor.service.envs.tags import (
     platform_tags_for,
     tags_for,
 )
-from torchdoctor.service.errors import SubprocessTimeoutError
+from torchdoctor.service.errors import InterpreterError, SubprocessTimeoutError
 
 WIN_312 = InterpreterFacts(
     executable="C:\\Users\\ana\\proj\\.venv\\Scripts\\python.exe",
@@ -285,10 +285,15 @@ def test_facts_failures_are_one_readable_error(result: proc.Completed | BaseExce
     assert "/x/python" in str(info.value)
 
 
-def test_a_hung_interpreter_is_a_timeout_error() -> None:
-    run = FakeRun(SubprocessTimeoutError("python did not finish within 10 s"))
-    with pytest.raises(SubprocessTimeoutError):
-        interpreter_facts(Path("/x/python"), run=run)
+def test_a_hung_interpreter_is_an_interpreter_error_naming_it_and_the_wait() -> None:
+    run = FakeRun(SubprocessTimeoutError("python did not finish within 4 s", hint="python -I -c ..."))
+    with pytest.raises(InterpreterError) as info:
+        interpreter_facts(Path("/x/python"), run=run, timeout=4.0)
+    assert str(info.value) == "The interpreter /x/python did not answer within 4 s."
+    assert info.value.code == "interpreter-failed"
+    assert info.value.hint is not None
+    assert "/x/python --version" in info.value.hint
+    assert "-c" not in info.value.hint
 
 
 # --- the real interpreters on this machine ------------------------------------------------------
