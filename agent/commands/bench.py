@@ -12,12 +12,21 @@ import argparse
 import math
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Final, TextIO
 
 from torchdoctor.agent.child import add_tray_child_argument, cancel_on_stdin_eof
-from torchdoctor.agent.output import paint, table, use_colour, write_json
+from torchdoctor.agent.output import (
+    Fit,
+    display_path,
+    home_text,
+    paint,
+    table,
+    terminal_width,
+    use_colour,
+    wrap,
+    write_json,
+)
 from torchdoctor.service.bench.history import bench_and_record
 from torchdoctor.service.bench.run import DEFAULT_TIMEOUT_S, DEVICES, BenchResult, bench_to_json
 from torchdoctor.service.envs.discover import environment_from_path
@@ -152,49 +161,49 @@ def figure_rows(result: BenchResult) -> list[list[str]]:
     return rows
 
 
-def render(result: BenchResult, *, env_root: Path, colour: bool) -> list[str]:
-    """The summary a person reads; pure, so tests read it without a terminal."""
+def render(result: BenchResult, *, env_root: Path, colour: bool, width: int | None = None) -> list[str]:
+    """The summary a person reads, in `width` columns (the terminal's by default); pure, so tests
+    read it without a terminal."""
+    cols = width if width is not None else terminal_width()
     verdict = paint("PASSED", "green", colour) if result.passed else paint("FAILED", "red", colour)
     where = result.device if not result.device_name else f"{result.device} ({result.device_name})"
     torch = f"torch {result.torch_version}" if result.torch_version else "torch"
-    lines = [f"{torch} on {where}: {verdict} in {result.seconds:.1f} s", f"environment: {env_root}", ""]
+    lines = [
+        *wrap(f"{torch} on {where}: {verdict} in {result.seconds:.1f} s", cols, rest="  "),
+        *wrap(display_path(env_root), cols, first="environment: "),
+        "",
+    ]
 
-    plain: list[list[str]] = []
     shown: list[list[str]] = []
     for check in result.checks:
         state = "pass" if check.passed else "FAIL"
         if check.optional:
             state += " (optional)"
-        plain.append([check.name, state, check.detail])
         hue = "green" if check.passed else ("yellow" if check.optional else "red")
-        shown.append([check.name, paint(state, hue, colour), check.detail])
-    lines += table(shown, ["CHECK", "RESULT", "DETAIL"], widths_from_plain=plain)
+        shown.append([check.name, paint(state, hue, colour), home_text(check.detail)])
+    lines += table(shown, ["CHECK", "RESULT", "DETAIL"], width=cols, fit=(Fit.END, Fit.KEEP, Fit.WRAP))
 
     rows = figure_rows(result)
     if rows:
         lines.append("")
-        lines += table(rows, ["FIGURE", "VALUE", "OF PEAK", "MEASURED ON"])
+        lines += table(
+            rows,
+            ["FIGURE", "VALUE", "OF PEAK", "MEASURED ON"],
+            width=cols,
+            fit=(Fit.END, Fit.KEEP, Fit.KEEP, Fit.WRAP),
+        )
         if result.peak is not None:
-            lines.append(paint(f"peaks: {result.peak.gpu}, from {result.peak.source}", "dim", colour))
+            peaks = f"{result.peak.gpu}, from {result.peak.source}"
+            lines += [paint(line, "dim", colour) for line in wrap(peaks, cols, first="peaks: ")]
     if result.skipped:
         lines.append("")
-        lines += _wrap("skipped: " + "; ".join(f"{s.name} ({s.reason})" for s in result.skipped))
+        skipped = "; ".join(f"{s.name} ({s.reason})" for s in result.skipped)
+        lines += wrap(home_text(skipped), cols, first="skipped: ", rest="  ")
     if not result.passed:
-        lines += ["", paint(f"why: {result.reason}", "bold", colour)]
-    lines += [f"  hint: {h.message}" for h in result.hints]
+        lines.append("")
+        lines += [
+            paint(line, "bold", colour) for line in wrap(home_text(result.reason or ""), cols, first="why: ")
+        ]
+    for h in result.hints:
+        lines += wrap(home_text(h.message), cols, first="  hint: ")
     return lines
-
-
-def _wrap(text: str, width: int = 100) -> Sequence[str]:
-    words = text.split(" ")
-    out: list[str] = []
-    line = ""
-    for word in words:
-        if line and len(line) + 1 + len(word) > width:
-            out.append(line)
-            line = "  " + word
-        else:
-            line = f"{line} {word}" if line else word
-    if line:
-        out.append(line)
-    return out

@@ -7,7 +7,17 @@ import sys
 from typing import TextIO
 
 from torchdoctor.agent.args import add_env_arguments, add_hardware_argument
-from torchdoctor.agent.output import paint, table, use_colour, write_json
+from torchdoctor.agent.output import (
+    Fit,
+    display_path,
+    home_text,
+    paint,
+    table,
+    terminal_width,
+    use_colour,
+    wrap,
+    write_json,
+)
 from torchdoctor.service.config import load_settings
 from torchdoctor.service.envs.discover import collect_environments, environment_from_path
 from torchdoctor.service.errors import EXIT_ATTENTION, EXIT_OK
@@ -93,42 +103,50 @@ def _torch_cell(report: EnvReport) -> str:
     return text
 
 
-def render(report: CheckReport, out: TextIO) -> None:
+def render(report: CheckReport, out: TextIO, *, width: int | None = None) -> None:
+    """The report for a person, in `width` columns (the terminal's by default); paths read `~/…`."""
     colour = use_colour(out)
-    print(hardware_line(report.hardware), file=out)
+    cols = width if width is not None else terminal_width()
+
+    def say(lines: list[str], hue: str = "") -> None:
+        for line in lines:
+            print(paint(line, hue, colour) if hue else line, file=out)
+
+    say(wrap(home_text(hardware_line(report.hardware)), cols, rest="     "))
     for note in report.hardware.notes:
-        print(paint(f"  note: {note}", "yellow", colour), file=out)
+        say(wrap(home_text(note), cols, first="  note: "), "yellow")
     if not report.environments:
-        print("No Python environments found (add some with --env PATH or `roots` in config.toml).", file=out)
+        say(wrap("No Python environments found (add some with --env PATH or `roots` in config.toml).", cols))
         return
     print(file=out)
     header = ("ENVIRONMENT", "PYTHON", "TORCH", "STATUS")
-    plain: list[tuple[str, str, str, str]] = []
     rows: list[tuple[str, str, str, str]] = []
     for env_report in report.environments:
         status = env_report.status
-        cells = (
-            str(env_report.env.root),
-            env_report.env.python_version or "?",
-            _torch_cell(env_report),
-            status.value,
+        rows.append(
+            (
+                display_path(env_report.env.root),
+                env_report.env.python_version or "?",
+                _torch_cell(env_report),
+                paint(status.value, _STATUS_COLOUR[status], colour),
+            )
         )
-        plain.append(cells)
-        rows.append((*cells[:3], paint(status.value, _STATUS_COLOUR[status], colour)))
-    for line in table(rows, header, widths_from_plain=plain):
-        print(line, file=out)
+    say(table(rows, header, width=cols, fit=(Fit.PATH, Fit.KEEP, Fit.END, Fit.KEEP)))
 
     for env_report in report.environments:
         if not env_report.findings:
             continue
         print(file=out)
-        print(paint(str(env_report.env.root), "bold", colour), file=out)
+        # The whole path (a table cell may have been shortened): one token, never cut.
+        say([display_path(env_report.env.root)], "bold")
         for finding in env_report.findings:
             tag = paint(f"{finding.severity.value:5}", _SEVERITY_COLOUR[finding.severity], colour)
-            print(f"  {tag} {finding.code.value}: {finding.message}", file=out)
-            print(f"        fix: {finding.fix}", file=out)
+            text = home_text(f"{finding.code.value}: {finding.message}")
+            say(wrap(text, cols, first=f"  {tag} ", rest=" " * 8))
+            # Commands in the fix keep their real paths: a `~` pasted inside quotes is no home folder.
+            say(wrap(home_text(finding.fix), cols, first="        fix: "))
     for note in report.notes:
-        print(paint(f"note: {note}", "dim", colour), file=out)
+        say(wrap(home_text(note), cols, first="note: "), "dim")
     print(file=out)
     summary = {
         OverallStatus.OK: "All environments fit this machine.",
@@ -136,4 +154,4 @@ def render(report: CheckReport, out: TextIO) -> None:
         OverallStatus.BROKEN: "Some environments are broken on this machine.",
     }[report.status]
     summary_colour = {"ok": "green", "warn": "yellow", "broken": "red"}[report.status.value]
-    print(paint(summary, summary_colour, colour), file=out)
+    say(wrap(summary, cols), summary_colour)

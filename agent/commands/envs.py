@@ -12,7 +12,17 @@ import sys
 from typing import TextIO
 
 from torchdoctor.agent.args import add_env_arguments
-from torchdoctor.agent.output import paint, table, use_colour, write_json
+from torchdoctor.agent.output import (
+    Fit,
+    display_path,
+    home_text,
+    paint,
+    table,
+    terminal_width,
+    use_colour,
+    wrap,
+    write_json,
+)
 from torchdoctor.service.config import load_settings
 from torchdoctor.service.envs.discover import collect_environments, envs_to_json
 from torchdoctor.service.errors import EXIT_OK
@@ -34,18 +44,24 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(handler=handle)
 
 
-def render(envs: tuple[PythonEnv, ...], *, colour: bool) -> list[str]:
-    """The table, pure so tests read it without a terminal."""
+def render(envs: tuple[PythonEnv, ...], *, colour: bool, width: int | None = None) -> list[str]:
+    """The table in `width` columns (the terminal's by default), paths as `~/…`; pure, so tests
+    read it without a terminal."""
     if not envs:
         return ["No Python environments found."]
-    plain = [
-        [str(e.root), e.kind.value, e.python_version or "unknown", "yes" if e.has_pip else "no"] for e in envs
+    rows = [
+        [
+            display_path(e.root),
+            e.kind.value,
+            e.python_version or paint("unknown", "dim", colour),
+            "yes" if e.has_pip else "no",
+        ]
+        for e in envs
     ]
-    coloured = [
-        [row[0], row[1], row[2] if e.python_version else paint(row[2], "dim", colour), row[3]]
-        for row, e in zip(plain, envs, strict=True)
-    ]
-    lines = table(coloured, ["PATH", "KIND", "PYTHON", "PIP"], widths_from_plain=plain)
+    cols = width if width is not None else terminal_width()
+    lines = table(
+        rows, ["PATH", "KIND", "PYTHON", "PIP"], width=cols, fit=(Fit.PATH, Fit.KEEP, Fit.KEEP, Fit.KEEP)
+    )
     count = len(envs)
     lines.append(f"{count} environment{'s' if count != 1 else ''}")
     return lines
@@ -61,5 +77,6 @@ def handle(args: argparse.Namespace, stream: TextIO | None = None, errors: TextI
         for line in render(discovery.environments, colour=use_colour(out)):
             out.write(line + "\n")
     for note in discovery.notes:
-        err.write(f"note: {note}\n")
+        for line in wrap(home_text(note), terminal_width(), first="note: "):
+            err.write(line + "\n")
     return EXIT_OK

@@ -10,7 +10,7 @@ import sys
 from typing import Final, TextIO
 
 from torchdoctor.agent.args import add_hardware_argument
-from torchdoctor.agent.output import paint, use_colour, write_json
+from torchdoctor.agent.output import home_text, paint, terminal_width, use_colour, wrap, write_json
 from torchdoctor.service.errors import EXIT_OK
 from torchdoctor.service.models import Hardware, HardwareSource, ProbeState
 from torchdoctor.service.probe.hardware import STATE_SUMMARY, hardware_to_json, resolve_hardware
@@ -46,15 +46,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(handler=run)
 
 
-def render(hw: Hardware, *, colour: bool) -> list[str]:
-    """The text report, one line per fact; pure, so tests read it without a terminal."""
+def render(hw: Hardware, *, colour: bool, width: int | None = None) -> list[str]:
+    """The text report, one fact a line (wrapped to `width`, the terminal's by default); pure, so
+    tests read it without a terminal."""
+    cols = width if width is not None else terminal_width()
     driver = hw.driver_version or "unknown"
     cuda = (
         f"supports CUDA up to {hw.cuda_driver_version}" if hw.cuda_driver_version else "CUDA version unknown"
     )
-    lines = [
-        f"Source:  {_SOURCE_TEXT[hw.source]}",
-        f"Driver:  {driver} ({cuda})" if hw.driver_version else f"Driver:  {driver}",
+    facts = [
+        ("Source:", _SOURCE_TEXT[hw.source]),
+        ("Driver:", f"{driver} ({cuda})" if hw.driver_version else driver),
     ]
     if hw.gpus:
         for gpu in hw.gpus:
@@ -64,11 +66,17 @@ def render(hw: Hardware, *, colour: bool) -> list[str]:
                 else "compute capability unknown"
             )
             memory = f", {gpu.memory_mib} MiB" if gpu.memory_mib is not None else ""
-            lines.append(f"GPU {gpu.index}:   {gpu.name} ({cc}{memory})")
+            facts.append((f"GPU {gpu.index}:", f"{gpu.name} ({cc}{memory})"))
     else:
-        lines.append("GPUs:    none found")
-    lines.append(f"State:   {paint(STATE_SUMMARY[hw.state], _STATE_COLOUR[hw.state], colour)}")
-    lines.extend(f"  - {note}" for note in hw.notes)
+        facts.append(("GPUs:", "none found"))
+    lines: list[str] = []
+    for label, text in facts:
+        lines += wrap(text, cols, first=f"{label:<9}")
+    state = wrap(STATE_SUMMARY[hw.state], cols - 9)
+    hue = _STATE_COLOUR[hw.state]
+    lines += [f"{'State:' if i == 0 else '':<9}{paint(line, hue, colour)}" for i, line in enumerate(state)]
+    for note in hw.notes:
+        lines += wrap(home_text(note), cols, first="  - ")
     return lines
 
 

@@ -9,7 +9,16 @@ from pathlib import Path
 from typing import TextIO
 
 from torchdoctor.agent.args import add_hardware_argument, add_index_base_argument
-from torchdoctor.agent.output import human_size, paint, use_colour, write_json
+from torchdoctor.agent.output import (
+    display_path,
+    home_text,
+    human_size,
+    paint,
+    terminal_width,
+    use_colour,
+    wrap,
+    write_json,
+)
 from torchdoctor.service.envs.discover import environment_from_path
 from torchdoctor.service.errors import EXIT_BAD_INPUT, EXIT_OK, TorchdoctorError
 from torchdoctor.service.facts.knowledge import load_knowledge
@@ -96,17 +105,24 @@ def handle(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def render(plan: Plan, out: TextIO) -> None:
+def render(plan: Plan, out: TextIO, *, width: int | None = None) -> None:
+    """The plan for a person, in `width` columns (the terminal's by default); paths read `~/…`."""
     colour = use_colour(out)
-    print(paint(f"Plan for {plan.environment}", "bold", colour), file=out)
-    print(f"  {plan.reason}", file=out)
+    cols = width if width is not None else terminal_width()
+
+    def say(lines: list[str], hue: str = "") -> None:
+        for line in lines:
+            print(paint(line, hue, colour) if hue else line, file=out)
+
+    say(wrap(f"Plan for {display_path(plan.environment)}", cols, rest="  "), "bold")
+    say(wrap(home_text(plan.reason), cols, first="  ", rest="    "))
     now = plan.current or "no torch"
-    print(f"  torch: {now} -> {paint(str(plan.torch.version), 'green', colour)}", file=out)
-    print(f"  index: {plan.index_url}", file=out)
+    say(wrap(f"{now} -> {paint(str(plan.torch.version), 'green', colour)}", cols, first="  torch: "))
+    say(wrap(plan.index_url, cols, first="  index: "))  # a URL: whole, on its own line if need be
     for f in plan.files:
         hashed = "sha256 checked" if f.sha256 else "no hash published"
-        print(f"    {f.filename}  ({human_size(f.size)}, {hashed})", file=out)
+        say(wrap(f"{f.filename}  ({human_size(f.size)}, {hashed})", cols, first="    ", rest="      "))
     for note in plan.notes:
-        print(paint(f"  note: {note}", "yellow", colour), file=out)
+        say(wrap(home_text(note), cols, first="  note: "), "yellow")
     if plan.changes_nothing:
-        print("  The environment already has this build; `fix` would change nothing.", file=out)
+        say(wrap("The environment already has this build; `fix` would change nothing.", cols, first="  "))

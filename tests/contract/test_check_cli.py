@@ -70,8 +70,8 @@ def _hardware_file(tmp_path: Path, content: dict[str, Any] | str) -> Path:
     return path
 
 
-def cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, NO_COLOR="1")
+def cli(*args: str | Path, columns: int = 80) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, NO_COLOR="1", COLUMNS=str(columns))
     return subprocess.run(
         [sys.executable, "-m", "torchdoctor.agent", *map(str, args)],
         capture_output=True,
@@ -165,11 +165,14 @@ def test_the_text_report_names_each_environment_and_its_verdict(
     tmp_path: Path, envs: dict[str, Path]
 ) -> None:
     hw = _hardware_file(tmp_path, RTX_4090_572)
-    proc = cli("check", "--no-discover", "--hardware", hw, "--env", envs["good"], "--env", envs["cpu"])
+    # Wide enough that no cell is shortened (test_output_width.py covers narrow terminals).
+    proc = cli(
+        "check", "--no-discover", "--hardware", hw, "--env", envs["good"], "--env", envs["cpu"], columns=300
+    )
     assert proc.returncode == 1
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("GPU: NVIDIA GeForce RTX 4090 (sm_89, 24 GiB)")
-    row = next(line for line in lines if line.startswith(str(envs["cpu"])))
+    row = next(line for line in lines if line.startswith(f"{envs['cpu']} "))
     assert "2.5.1+cpu" in row and row.rstrip().endswith("broken")
     assert any("cpu-build-with-gpu" in line for line in lines)
     assert any("fix: run `torchdoctor fix --env" in line for line in lines)

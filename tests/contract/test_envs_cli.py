@@ -80,8 +80,9 @@ def test_envs_table_shows_path_kind_version_and_pip(home: Path) -> None:
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].split() == ["PATH", "KIND", "PYTHON", "PIP"]
-    assert lines[1].split() == [str(home / "code" / "tool" / ".venv"), "venv", "3.11.9", "no"]
-    assert lines[2].split() == [str(home / "proj" / ".venv"), "venv", "3.12.4", "yes"]
+    # The home folder reads `~` for people (the JSON above keeps full paths).
+    assert lines[1].split() == ["~/code/tool/.venv", "venv", "3.11.9", "no"]
+    assert lines[2].split() == ["~/proj/.venv", "venv", "3.12.4", "yes"]
     assert lines[-1] == "4 environments"
 
 
@@ -116,9 +117,11 @@ def test_config_environments_are_listed_and_bad_ones_are_notes_on_stderr(
     out, err = capsys.readouterr()
     assert out.splitlines()[1].split()[0] == str(home / "proj" / ".venv")
     assert out.splitlines()[-1] == "1 environment"
+    # A note longer than the terminal wraps with a hanging indent.
+    assert all(line.startswith("      ") for line in err.splitlines()[1:])
     assert (
-        err
-        == f"note: config.toml lists {tmp_path / 'gone'}, but {tmp_path / 'gone'} is not a Python environment: it does not exist\n"
+        " ".join(line.strip() for line in err.splitlines())
+        == f"note: config.toml lists {tmp_path / 'gone'}, but {tmp_path / 'gone'} is not a Python environment: it does not exist"
     )
 
 

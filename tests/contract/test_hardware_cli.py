@@ -93,7 +93,7 @@ def test_text_output_names_driver_cuda_and_each_gpu(tmp_path: Path) -> None:
 
 def test_text_output_says_when_to_restart(tmp_path: Path) -> None:
     content = {"driver_version": "550.144.03", "state": "restart-needed", "notes": ["NVML said so."]}
-    result = torchdoctor("hardware", "--hardware", str(hw_file(tmp_path, content)))
+    result = torchdoctor("hardware", "--hardware", str(hw_file(tmp_path, content)), env={"COLUMNS": "200"})
     assert result.returncode == 0, result.stderr
     assert (
         "The NVIDIA driver was updated but the old one is still loaded: restart the computer."
