@@ -327,9 +327,8 @@ def _telling_line(text: str) -> str:
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     if not lines:
         return ""
-    if lines[0].startswith("Traceback (most recent call last)"):
-        return _shorten(lines[-1])
-    return _shorten(lines[0]).rstrip(".")
+    telling = lines[-1] if lines[0].startswith("Traceback (most recent call last)") else lines[0]
+    return _shorten(telling.rstrip("."))
 
 
 def _normalize(text: str) -> str:

@@ -17,6 +17,7 @@ import ssl
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -26,7 +27,6 @@ import pytest
 from tests.support.envs import install_standins, make_venv
 from tests.support.index_server import HOST, IndexServer, publish
 from tests.support.standin import StandIn
-from torchdoctor.service.install import download as download_module
 from torchdoctor.service.install.download import DownloadError, download
 from torchdoctor.service.install.index import IndexClient, IndexFile, IndexResponseError, IndexTLSError
 from torchdoctor.service.models import PythonEnv
@@ -328,7 +328,7 @@ def wheel(index: IndexServer, tmp_path: Path) -> IndexFile:
 @pytest.fixture
 def no_sleep(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     slept: list[float] = []
-    monkeypatch.setattr(download_module.time, "sleep", slept.append)
+    monkeypatch.setattr(time, "sleep", slept.append)  # download.py sleeps between attempts
     return slept
 
 
