@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,12 +17,15 @@ from torchdoctor.agent.output import human_size, paint, use_colour
 from torchdoctor.service import paths
 from torchdoctor.service.envs.discover import environment_from_path
 from torchdoctor.service.errors import EXIT_OK, BadInputError, TorchdoctorError
+from torchdoctor.service.facts.knowledge import load_knowledge
 from torchdoctor.service.install.fix import (
     FixFailedError,
     FixOptions,
     FixResult,
     apply_plan,
     check_conda,
+    check_externally_managed,
+    externally_managed_marker,
     fix_session,
 )
 from torchdoctor.service.install.index import IndexFile
@@ -31,7 +36,15 @@ from torchdoctor.service.models import PythonEnv
 
 
 class ConfirmationNeededError(BadInputError):
+    """No terminal to ask on and no --yes: a usage error (exit 2)."""
+
     code = "confirmation-needed"
+
+
+class NotConfirmedError(TorchdoctorError):
+    """The person said no: nothing changed, and the environment still needs attention (exit 1)."""
+
+    code = "not-confirmed"
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -52,6 +65,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--no-bench", action="store_true", help="skip the sanity benchmark after installing")
     parser.add_argument(
         "--allow-conda-mix", action="store_true", help="replace a conda-installed torch with pip wheels"
+    )
+    parser.add_argument(
+        "--break-system-packages",
+        action="store_true",
+        help="install into a Python marked externally managed (PEP 668); passed on to pip and uv",
     )
     add_tray_child_argument(parser)
     parser.set_defaults(handler=handle)
@@ -125,7 +143,7 @@ def _confirm(plan: Plan, args: argparse.Namespace) -> None:
         )
     answer = input(f"Install these into {plan.environment}? [y/N] ").strip().lower()
     if answer not in ("y", "yes"):
-        raise ConfirmationNeededError("nothing was changed (not confirmed)")
+        raise NotConfirmedError("nothing was changed (not confirmed)")
 
 
 def _log_file(env_root: Path) -> Path:
@@ -153,9 +171,25 @@ def _summary(result: FixResult, log: Path, out: TextIO) -> None:
     print(f"  log: {log}", file=out)
 
 
+def _ctrl_c_restores() -> None:
+    """Make Ctrl-C raise KeyboardInterrupt even where the parent ignored SIGINT.
+
+    A process started with SIGINT ignored (under `nohup`, by some CI runners and service
+    managers) inherits that, and Python then installs no handler: Ctrl-C, and the tray's cancel
+    (a SIGINT to the main thread), would do nothing. During a fix they must always mean "stop
+    and restore".
+    """
+    if (
+        threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    ):
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def handle(args: argparse.Namespace) -> int:
     err = sys.stderr
     reporter = ConsoleReporter(err, percent_lines=args.tray_child)
+    _ctrl_c_restores()
     if args.tray_child:
         cancel_on_stdin_eof()
     env = environment_from_path(args.env)
@@ -163,7 +197,16 @@ def handle(args: argparse.Namespace) -> int:
         # Read-only: no lock, and an interrupted earlier fix is only mentioned, not restored.
         if pending_snapshots(env):
             print("  note: an earlier fix was interrupted; a real run restores it first", file=sys.stdout)
+        marker = externally_managed_marker(env)
+        if marker is not None and not args.break_system_packages:
+            print(
+                f"  note: {env.root} is externally managed (PEP 668, {marker}); a real run needs "
+                "--break-system-packages",
+                file=sys.stdout,
+            )
         return _fix(args, env, reporter)
+    # Before the lock and the plan: a usage error, told before any download or question.
+    check_externally_managed(env, _options(args))
     try:
         # The lock is held from before planning until the end: the plan is made from the files as
         # they are after an interrupted earlier fix was restored, and nobody changes them meanwhile.
@@ -174,6 +217,14 @@ def handle(args: argparse.Namespace) -> int:
         raise FixFailedError("interrupted before anything was changed") from None
 
 
+def _options(args: argparse.Namespace) -> FixOptions:
+    return FixOptions(
+        run_bench=not args.no_bench,
+        allow_conda_mix=args.allow_conda_mix,
+        break_system_packages=args.break_system_packages,
+    )
+
+
 def _fix(args: argparse.Namespace, env: PythonEnv, reporter: ConsoleReporter) -> int:
     err = reporter.out
     prepared = prepare(args, env=env, progress=err if err.isatty() else None)
@@ -182,11 +233,11 @@ def _fix(args: argparse.Namespace, env: PythonEnv, reporter: ConsoleReporter) ->
     if plan.changes_nothing:
         print("Nothing to do: the environment already has these builds.", file=sys.stdout)
         return EXIT_OK
-    options = FixOptions(run_bench=not args.no_bench, allow_conda_mix=args.allow_conda_mix)
+    options = _options(args)
     check_conda(prepared.target.installed, options)
     uv = find_uv()
     name, why = resolve_backend(args.installer, uv_path=uv, env=env)
-    backend = make_backend(name, uv_path=uv)
+    backend = make_backend(name, uv_path=uv, break_system_packages=options.break_system_packages)
     print(f"  installer: {name} ({why})", file=sys.stdout)
     if args.dry_run:
         placeholders = [Path("<download>") / f.filename for f in plan.files]
@@ -201,7 +252,14 @@ def _fix(args: argparse.Namespace, env: PythonEnv, reporter: ConsoleReporter) ->
         log.write(f"reason: {plan.reason}\ninstaller: {name} ({why})\n")
         try:
             result = apply_plan(
-                env, plan, prepared.hardware, backend=backend, reporter=reporter, log=log, options=options
+                env,
+                plan,
+                prepared.hardware,
+                knowledge=load_knowledge(),
+                backend=backend,
+                reporter=reporter,
+                log=log,
+                options=options,
             )
         except TorchdoctorError as exc:
             reporter.end_line()

@@ -214,6 +214,19 @@ def is_valid_version(text: str) -> bool:
     return True
 
 
+def dist_info_folders(site_packages: Iterable[Path], names: Iterable[str]) -> dict[str, list[Path]]:
+    """Every `*.dist-info` folder of the projects `names`, by normalised name, in folder order.
+
+    More than one for a project is what `torch-unreadable` reports as "several torch installations
+    are recorded at once": a stale record (`torch-2.5.1.dist-info` beside `torch-2.7.1+cu128...`).
+    """
+    wanted: set[str] = {canonicalize_name(n) for n in names}
+    found: dict[str, list[Path]] = {name: [] for name in sorted(wanted)}
+    for name, path in _iter_dist_infos(site_packages, wanted):
+        found[name].append(path)
+    return found
+
+
 def installed_distributions(site_packages: Iterable[Path]) -> dict[str, DistInfo]:
     """Every distribution in these site-packages folders, by normalised name."""
     found: dict[str, DistInfo] = {}

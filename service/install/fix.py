@@ -9,32 +9,44 @@ The order matters, and each step says why it is where it is:
   4. download and hash-check wheels  before anything changes: the network failing costs nothing
   5. snapshot what may change        the torch family and what it requires; hard links, so a
                                      5 GB CUDA torch costs no copy
-  6. install, verify, benchmark      any failure or Ctrl-C restores the snapshot exactly
+  6. install, clean, verify, check,  any failure or Ctrl-C restores the snapshot exactly; "clean"
+     benchmark                       removes stale records of other versions (a `torch-2.5.1
+                                     .dist-info` beside the new one), "check" runs `check`'s own
+                                     rules, so fix never says "verified" where check would not
   7. discard the snapshot            only once the new build has proven itself
+An externally managed Python (PEP 668) is refused before step 1 unless the user said
+--break-system-packages (`check_externally_managed`).
 The UI (CLI or tray) sees progress through a `Reporter` and decides nothing here.
 """
 
 from __future__ import annotations
 
+import configparser
 import contextlib
 import dataclasses
+import shutil
 import signal
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, TextIO
+from typing import Final, Protocol, TextIO
+
+from packaging.version import InvalidVersion, Version
 
 from torchdoctor.service.bench.history import bench_and_record
 from torchdoctor.service.bench.run import BenchResult
 from torchdoctor.service.envs.builds import (
     BuildReading,
+    dist_info_folders,
     installed_distributions,
+    read_dist_info,
     requirement_names,
     wheel_requirements,
 )
-from torchdoctor.service.errors import TorchdoctorError
+from torchdoctor.service.errors import BadInputError, TorchdoctorError
+from torchdoctor.service.facts.knowledge import Knowledge
 from torchdoctor.service.facts.variants import variant_cuda
 from torchdoctor.service.install.download import download
 from torchdoctor.service.install.envguard import ensure_not_in_use, env_lock
@@ -51,10 +63,23 @@ from torchdoctor.service.install.snapshot import (
     take_snapshot,
 )
 from torchdoctor.service.install.verify import Verification, verify_build
-from torchdoctor.service.models import Hardware, Installer, PythonEnv
+from torchdoctor.service.models import (
+    EnvKind,
+    EnvReport,
+    Finding,
+    FindingCode,
+    Hardware,
+    Installer,
+    Platform,
+    PythonEnv,
+    Severity,
+)
+from torchdoctor.service.rules.check import check_environment
+from torchdoctor.service.rules.fit import FitLevel, build_fit
 
 INSTALL_TIMEOUT_S = 3600.0  # a CUDA torch with its nvidia-* dependencies on a slow line
 VERIFY_TIMEOUT_S = 180.0
+EXTERNALLY_MANAGED: Final = "EXTERNALLY-MANAGED"  # PEP 668's marker file
 
 
 class FixFailedError(TorchdoctorError):
@@ -67,6 +92,12 @@ class CondaMixRefusedError(TorchdoctorError):
     """torch came from conda; replacing it with pip wheels needs explicit consent (exit 1)."""
 
     code = "conda-mix"
+
+
+class ExternallyManagedError(BadInputError):
+    """PEP 668: the Python says its packages belong to the system's package manager (exit 2)."""
+
+    code = "externally-managed"
 
 
 class Reporter(Protocol):
@@ -83,6 +114,7 @@ class Reporter(Protocol):
 class FixOptions:
     run_bench: bool = True
     allow_conda_mix: bool = False
+    break_system_packages: bool = False  # install into an externally managed Python anyway
     install_timeout: float = INSTALL_TIMEOUT_S
     verify_timeout: float = VERIFY_TIMEOUT_S
 
@@ -116,6 +148,115 @@ def check_conda(installed: BuildReading | None, options: FixOptions) -> None:
         "mixes two package managers in one environment",
         hint="use `conda install` to change it, or pass --allow-conda-mix to let torchdoctor use pip anyway",
     )
+
+
+def externally_managed_marker(env: PythonEnv) -> Path | None:
+    """The PEP 668 `EXTERNALLY-MANAGED` file that covers `env`'s interpreter, or None.
+
+    The file lives in the interpreter's stdlib folder (`sysconfig.get_path("stdlib")`):
+    `<root>/lib/pythonX.Y/` on POSIX (Debian's /usr/lib/python3.11/EXTERNALLY-MANAGED), `<root>\\Lib\\`
+    on Windows. Read from the layout, without starting the interpreter. A venv is never covered:
+    PEP 668 exempts every interpreter whose `sys.prefix` differs from `sys.base_prefix`.
+    """
+    if env.kind is EnvKind.VENV:
+        return None
+    if env.platform is Platform.WINDOWS:
+        folders = [env.root / "Lib"]
+    else:
+        parts = (env.python_version or "").split(".")
+        minor = ".".join(parts[:2]) if len(parts) >= 2 else None
+        names = {f"python{minor}", f"python{minor}t"} if minor else None
+        try:
+            folders = sorted(
+                d for d in (env.root / "lib").glob("python3*") if names is None or d.name in names
+            )
+        except OSError:
+            return None
+    return next((f / EXTERNALLY_MANAGED for f in folders if (f / EXTERNALLY_MANAGED).is_file()), None)
+
+
+def externally_managed_error(marker: Path) -> str | None:
+    """The first line of the marker's `Error=` text (PEP 668's message for people), if it has one."""
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read_string(marker.read_text(encoding="utf-8", errors="replace"))
+        text = parser.get("externally-managed", "Error", fallback=None)
+    except (OSError, configparser.Error):
+        return None
+    return next((line.strip() for line in (text or "").splitlines() if line.strip()), None)
+
+
+def check_externally_managed(env: PythonEnv, options: FixOptions) -> None:
+    """Refuse an externally managed Python (exit 2) unless the user passed --break-system-packages."""
+    marker = None if options.break_system_packages else externally_managed_marker(env)
+    if marker is None:
+        return
+    said = externally_managed_error(marker)
+    raise ExternallyManagedError(
+        f"{env.root} is an externally managed Python (PEP 668, {marker})"
+        + (f": {said.rstrip('.')}." if said else ".")
+        + " torchdoctor installs into it only with --break-system-packages",
+        hint="use a virtual environment (python -m venv PATH) and `fix --env PATH`, or pass "
+        "--break-system-packages to install into this one anyway, as pip would",
+    )
+
+
+def _same_version(text: str, want: str) -> bool:
+    try:
+        return Version(text) == Version(want)
+    except InvalidVersion:
+        return text == want
+
+
+def remove_stale_records(env: PythonEnv, plan: Plan) -> list[Path]:
+    """Remove the planned projects' dist-info folders of any other version; return them.
+
+    Run after installing, inside the snapshot (which saved every dist-info folder of the family,
+    stale ones included, so a restore puts them back). A stale record (`torch-2.5.1.dist-info`
+    left beside `torch-2.7.1+cu128.dist-info`, or the one pip leaves when two were there) makes
+    `check` report torch-unreadable. Nothing is removed for a project without a record of the
+    planned version: the check that follows reports that one.
+    """
+    wanted = {f.project: str(f.version) for f in plan.files}
+    removed: list[Path] = []
+    for name, folders in dist_info_folders(env.site_packages, wanted).items():
+        versions = {path: _record_version(path) for path in folders}
+        if not any(v is not None and _same_version(v, wanted[name]) for v in versions.values()):
+            continue
+        for path, version in versions.items():
+            if version is None or not _same_version(version, wanted[name]):
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+                removed.append(path)
+    return removed
+
+
+def _record_version(path: Path) -> str | None:
+    info = read_dist_info(path)
+    return info.version if info is not None else None
+
+
+def _expected_findings(
+    plan: Plan, hardware: Hardware, knowledge: Knowledge, env: PythonEnv
+) -> set[FindingCode]:
+    """Findings the plan itself announced: a build chosen because it is the best there is while
+    running through CUDA minor-version compatibility draws `driver-minor-compat` by design."""
+    if not plan.variant.startswith("cu") or not hardware.has_nvidia_gpu:
+        return set()
+    fit = build_fit(knowledge, str(plan.torch.version), plan.variant, hardware, platform=env.platform)
+    return {FindingCode.DRIVER_MINOR_COMPAT} if fit.level is FitLevel.MINOR_COMPAT else set()
+
+
+def check_problem(report: EnvReport, expected: Collection[FindingCode] = ()) -> Finding | None:
+    """The finding that makes `check` call the environment not ok (errors first), or None.
+
+    Info findings never count; `expected` are warnings the plan already announced.
+    """
+    rank = {Severity.ERROR: 0, Severity.WARN: 1}
+    failing = [f for f in report.findings if f.severity in rank and f.code not in expected]
+    return min(failing, key=lambda f: rank[f.severity], default=None)
 
 
 @contextlib.contextmanager
@@ -170,11 +311,49 @@ def _describe_before(snapshot: Snapshot) -> str:
     return f"torch {torch}" if torch else "the environment without torch"
 
 
+def _verify_and_check(
+    env: PythonEnv,
+    plan: Plan,
+    hardware: Hardware,
+    *,
+    knowledge: Knowledge,
+    options: FixOptions,
+    reporter: Reporter,
+    log: TextIO,
+) -> Verification:
+    """Step 6 after the installer: import the new build, then judge its files as `check` does.
+
+    Raises FixFailedError for the first thing that is wrong; the caller restores.
+    """
+    reporter.step("Verifying the new build in a fresh interpreter")
+    verification = verify_build(
+        env,
+        expected_version=str(plan.torch.version),
+        expected_cuda=variant_cuda(plan.variant),
+        check_gpus=hardware.probed and hardware.has_nvidia_gpu,
+        timeout=options.verify_timeout,
+        expected_companions={f.project: str(f.version) for f in plan.companions},
+    )
+    log.write(f"verification: ok={verification.ok} facts={verification.facts}\n")
+    if not verification.ok:
+        raise FixFailedError("the new build failed verification: " + "; ".join(verification.problems))
+    # One verdict: what `check` would say now, with the plan's hardware and knowledge.
+    report = check_environment(env, hardware, knowledge)
+    log.write(f"check: {report.status} {[str(f.code) for f in report.findings]}\n")
+    problem = check_problem(report, _expected_findings(plan, hardware, knowledge, env))
+    if problem is not None:
+        raise FixFailedError(
+            f"`check` still finds a problem after installing ({problem.code}): {problem.message}"
+        )
+    return verification
+
+
 def apply_plan(
     env: PythonEnv,
     plan: Plan,
     hardware: Hardware,
     *,
+    knowledge: Knowledge,
     backend: Backend,
     reporter: Reporter,
     log: TextIO,
@@ -185,6 +364,8 @@ def apply_plan(
 
     Call inside `fix_session(env)`. Raises EnvironmentInUseError / DownloadError before changing
     anything, and RestoreFailedError (exit 3) only if the environment could not be put back.
+    `hardware` and `knowledge` are the plan's: after installing, `check`'s rules judge the result
+    with them, and a warning or error fails the fix as verification does.
     """
     started = time.monotonic()
     check_gpus = hardware.probed and hardware.has_nvidia_gpu
@@ -218,18 +399,12 @@ def apply_plan(
             timeout=options.install_timeout,
             progress=reporter.detail,
         )
-        reporter.step("Verifying the new build in a fresh interpreter")
-        verification = verify_build(
-            env,
-            expected_version=str(plan.torch.version),
-            expected_cuda=variant_cuda(plan.variant),
-            check_gpus=check_gpus,
-            timeout=options.verify_timeout,
-            expected_companions={f.project: str(f.version) for f in plan.companions},
+        for stale in remove_stale_records(env, plan):
+            reporter.detail(f"Removed the stale record {stale.name}")
+            log.write(f"removed stale record {stale}\n")
+        verification = _verify_and_check(
+            env, plan, hardware, knowledge=knowledge, options=options, reporter=reporter, log=log
         )
-        log.write(f"verification: ok={verification.ok} facts={verification.facts}\n")
-        if not verification.ok:
-            raise FixFailedError("the new build failed verification: " + "; ".join(verification.problems))
         bench: BenchResult | None = None
         if options.run_bench:
             reporter.step("Running the sanity benchmark")

@@ -11,6 +11,9 @@ What the commands look like (one per line; pip needs two, see `PipBackend.comman
   ENV_PY -m pip install --isolated ... --force-reinstall --no-deps --no-index WHEEL...
   ENV_PY -m pip install --isolated ... (--index-url URL | --no-index) WHEEL...
   (an environment without pip: `sys.executable -m pip --python ENV_PY install ...`, pip >= 22.3)
+With `break_system_packages` (the user's `fix --break-system-packages`, for a Python marked
+externally managed by PEP 668) each command also gets `--break-system-packages`, the name pip
+(23.0.1+) and uv both use.
 
 No machine or user configuration may change what gets installed: pip runs `--isolated` with
 `PIP_CONFIG_FILE=os.devnull` (`--isolated` alone still reads the *global* pip.conf, e.g.
@@ -46,6 +49,9 @@ from torchdoctor.service.errors import BadInputError, TorchdoctorError
 from torchdoctor.service.models import PythonEnv
 
 PIP_PYTHON_OPTION_MIN: Final = Version("22.3")  # first pip with `--python`
+# First pip with `--break-system-packages`; older ones do not enforce PEP 668 at all.
+PIP_BREAK_SYSTEM_MIN: Final = Version("23.0.1")
+BREAK_SYSTEM_PACKAGES: Final = "--break-system-packages"
 _VERSION_PROBE_TIMEOUT: Final = 30.0
 _TAIL_LINES: Final = 200
 # Transport-only uv settings a user may need (corporate certificates, a cache on another disk);
@@ -453,8 +459,9 @@ class UvBackend(Backend):
 
     name = "uv"
 
-    def __init__(self, uv_path: str) -> None:
+    def __init__(self, uv_path: str, *, break_system_packages: bool = False) -> None:
         self.uv_path = uv_path
+        self.break_system_packages = break_system_packages
 
     def preflight(self, env: PythonEnv) -> None:
         if not Path(self.uv_path).is_file():
@@ -463,6 +470,8 @@ class UvBackend(Backend):
     def commands(self, env: PythonEnv, wheels: Sequence[Path], *, index_url: str | None) -> list[list[str]]:
         argv = [self.uv_path, "pip", "install", "--no-config", "--python", os.fspath(env.python)]
         argv += ["--color", "never", "--no-progress"]
+        if self.break_system_packages:
+            argv.append(BREAK_SYSTEM_PACKAGES)
         # --reinstall-package, not --reinstall: only these projects are forced, never their deps.
         for name in wheel_projects(wheels):
             argv += ["--reinstall-package", name]
@@ -476,10 +485,11 @@ class PipBackend(Backend):
 
     name = "pip"
 
-    def __init__(self, host_python: str | None = None) -> None:
+    def __init__(self, host_python: str | None = None, *, break_system_packages: bool = False) -> None:
         # The interpreter whose pip drives `--python`; a frozen torchdoctor.exe has no pip.
         frozen = bool(getattr(sys, "frozen", False))
         self.host_python = host_python if host_python is not None else (None if frozen else sys.executable)
+        self.break_system_packages = break_system_packages
 
     def pip_argv(self, env: PythonEnv) -> list[str]:
         if env.has_pip:
@@ -509,6 +519,9 @@ class PipBackend(Backend):
                 f"{env.root} has no pip, and torchdoctor's pip {version} is too old for --python (22.3+)",
                 hint="install uv (https://docs.astral.sh/uv/), or upgrade the pip beside torchdoctor",
             )
+        if self.break_system_packages and version < PIP_BREAK_SYSTEM_MIN:
+            # That pip does not know the option, and does not refuse externally managed Pythons.
+            self.break_system_packages = False
 
     def commands(self, env: PythonEnv, wheels: Sequence[Path], *, index_url: str | None) -> list[list[str]]:
         """Two runs, because pip has no per-package `--force-reinstall`.
@@ -530,6 +543,7 @@ class PipBackend(Backend):
             "--progress-bar",
             "off",
             "--no-warn-script-location",
+            *([BREAK_SYSTEM_PACKAGES] if self.break_system_packages else []),
         ]
         files = [os.fspath(w) for w in wheels]
         replace = [*common, "--force-reinstall", "--no-deps", "--no-index", *files]
@@ -537,12 +551,12 @@ class PipBackend(Backend):
         return [replace, deps]
 
 
-def make_backend(name: str, *, uv_path: str | None) -> Backend:
+def make_backend(name: str, *, uv_path: str | None, break_system_packages: bool = False) -> Backend:
     """The backend `resolve_backend` chose."""
     if name == "uv":
         if uv_path is None:
             raise UvNotFoundError("uv was not found on PATH or next to torchdoctor")
-        return UvBackend(uv_path)
+        return UvBackend(uv_path, break_system_packages=break_system_packages)
     if name == "pip":
-        return PipBackend()
+        return PipBackend(break_system_packages=break_system_packages)
     raise UnknownInstallerError(f"unknown installer {name!r}", hint="choose uv or pip")

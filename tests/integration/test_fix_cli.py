@@ -121,6 +121,33 @@ def test_without_yes_and_without_a_terminal_nothing_happens(tmp_path: Path, inde
     assert tree_digest(env.root) == before
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="a pseudo-terminal is POSIX")
+def test_declining_at_the_prompt_exits_1_and_changes_nothing(tmp_path: Path, index: IndexServer) -> None:
+    """Said no on a terminal: not a usage error (2) but "still needs attention" (1)."""
+    import pty  # here, not at the top: POSIX only
+
+    env = cpu_env(tmp_path / "venv")
+    before = tree_digest(env.root)
+    leader, follower = pty.openpty()
+    try:
+        os.write(leader, b"n\n")  # typed ahead: the terminal buffers it until fix reads
+        proc = subprocess.run(
+            fix_argv(tmp_path, env, index.url, "--no-bench"),
+            stdin=follower,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+            env=dict(os.environ, NO_COLOR="1"),
+        )
+    finally:
+        os.close(follower)
+        os.close(leader)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "nothing was changed (not confirmed)" in proc.stderr and "Traceback" not in proc.stderr
+    assert tree_digest(env.root) == before
+
+
 def test_nothing_to_do_when_the_environment_already_fits(tmp_path: Path, index: IndexServer) -> None:
     env = make_venv(tmp_path / "venv")
     install_standins(env, family("cu128"))
@@ -219,7 +246,10 @@ def _wait_for(path: Path, proc: subprocess.Popen[str], seconds: float = 60) -> N
         time.sleep(0.05)
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_ctrl_c_during_the_install_restores_exactly(tmp_path: Path) -> None:
+    """Also where this test runs with SIGINT ignored (nohup, some CI runners): fix inherits that,
+    and must still take Ctrl-C as "stop and restore"."""
     root = tmp_path / "index"
     marker = _hanging_family(tmp_path, root)
     env = cpu_env(tmp_path / "venv")
@@ -230,10 +260,16 @@ def test_ctrl_c_during_the_install_restores_exactly(tmp_path: Path) -> None:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            start_new_session=True,  # so a hung run and its verification child can be killed together
         )
-        _wait_for(marker, proc)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
+        try:
+            _wait_for(marker, proc)
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.communicate(timeout=30)
     assert proc.returncode == 1, out + err
     assert "interrupted" in err and "restored exactly" in err and "Traceback" not in err
     assert tree_digest(env.root) == before
