@@ -206,10 +206,13 @@ class Finding:
     code: FindingCode
     message: str  # one sentence a person understands
     fix: str  # what to do, ideally the command to run
+    # Only a lower severity than the code's own, where the rule knows nothing can be done about it
+    # (driver-minor-compat with no better build: info). None: SEVERITY[code].
+    severity_override: Severity | None = None
 
     @property
     def severity(self) -> Severity:
-        return SEVERITY[self.code]
+        return self.severity_override or SEVERITY[self.code]
 
 
 class EnvStatus(StrEnum):

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import shlex
 import tempfile
 import threading
 import time
@@ -218,8 +219,59 @@ _HINT_RULES: Final[tuple[tuple[str, re.Pattern[str]], ...]] = tuple(
 )
 
 
+# What a hint says instead when the benchmark ran on the CPU of a machine where the probe found no
+# NVIDIA GPU: nothing there may blame a driver or a GPU that is not there.
+CPU_HINTS: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "timeout": (
+            "the benchmark timed out: a busy CPU, a slow disk on the first import of torch or a first "
+            "torch.compile can take this long: run it again with a longer --timeout."
+        ),
+        "wrong-results": (
+            "results on the CPU are wrong beyond rounding: reinstall torch "
+            "(`torchdoctor fix --env PATH`); if it persists, check the machine (memory, overclocking)."
+        ),
+        "out-of-memory": "the computer ran out of memory: close other programs and run the bench again.",
+        "cpu-build": (
+            "this is a CPU-only torch, and no NVIDIA GPU was found on this machine: run the benchmark "
+            "with --device cpu."
+        ),
+    }
+)
+# Hints about a GPU or its driver, left out where the probe found no NVIDIA GPU.
+_GPU_ONLY: Final = frozenset(
+    {"gpu-arch-unsupported", "driver-too-old", "restart-needed", "cuda-init-failed", "forward-compat"}
+)
+
+
 def hint(code: str) -> Hint:
     return Hint(code, HINTS[code])
+
+
+def env_argument(python: str | Path) -> str:
+    """What `--env` should name for the environment of `python`, quoted for a shell: its root for a
+    venv or conda layout (`<root>/bin/python`, `<root>/Scripts/python.exe`), else the interpreter."""
+    path = Path(python)
+    root = path.parent.parent if path.parent.name in ("bin", "Scripts") else path.parent
+    is_env = (root / "pyvenv.cfg").is_file() or (root / "conda-meta").is_dir()
+    chosen = str(root if is_env else path)
+    if path.suffix.lower() == ".exe":
+        return f'"{chosen}"' if any(c in chosen for c in " &()[]{}^=;!+,`~") else chosen
+    return shlex.quote(chosen)
+
+
+def personal(hints: Iterable[Hint], *, python: str | None, gpu: bool) -> tuple[Hint, ...]:
+    """The hints as they apply here: `--env PATH` names the real environment, and on a machine
+    without an NVIDIA GPU the CPU wording is used and GPU-only advice is left out."""
+    out: list[Hint] = []
+    for h in hints:
+        if not gpu and h.code in _GPU_ONLY:
+            continue
+        message = h.message if gpu else CPU_HINTS.get(h.code, h.message)
+        if python is not None:
+            message = message.replace("--env PATH", f"--env {env_argument(python)}")
+        out.append(Hint(h.code, message))
+    return tuple(dict.fromkeys(out))
 
 
 def hints_for(texts: str | Iterable[str]) -> tuple[Hint, ...]:
@@ -599,7 +651,8 @@ def verdict(
         texts += [str(m) for s in steps for m in (s.get("messages") or []) if isinstance(m, str)]
         texts += list(warnings)
         codes += [h.code for h in hints_for(texts)]
-    hints = tuple(hint(code) for code in dict.fromkeys(codes))
+    gpu = bool(raw.get("expect_gpu")) or str(raw.get("device", "")).startswith("cuda")
+    hints = personal((hint(code) for code in dict.fromkeys(codes)), python=python, gpu=gpu)
 
     device_name = _str(raw, "device_name")
     figures: dict[str, float] = {}
@@ -653,8 +706,12 @@ def failure_result(
     device: str,
     hints: Iterable[Hint] = (),
     python: str | None = None,
+    gpu: bool = True,
 ) -> BenchResult:
-    """A result for a benchmark that produced no report (it crashed, hung or could not start)."""
+    """A result for a benchmark that produced no report (it crashed, hung or could not start).
+
+    `gpu`: the machine has an NVIDIA GPU (the probe found one, or one was asked for); without one
+    the hints use their CPU wording."""
     return BenchResult(
         device=device,
         device_name=None,
@@ -664,7 +721,7 @@ def failure_result(
         figures=MappingProxyType({}),
         seconds=round(seconds, 3),
         reason=reason,
-        hints=tuple(dict.fromkeys(hints)),
+        hints=personal(hints, python=python, gpu=gpu),
         python=python,
     )
 
@@ -781,7 +838,9 @@ def _signal_name(returncode: int) -> str | None:
         return f"signal {-returncode}"
 
 
-def _no_report(completed: proc.Completed, *, seconds: float, device: str, python: str) -> BenchResult:
+def _no_report(
+    completed: proc.Completed, *, seconds: float, device: str, python: str, gpu: bool = True
+) -> BenchResult:
     stderr = completed.stderr.strip()
     last = _first_line(stderr.splitlines()[-1]) if stderr else ""
     signal_name = _signal_name(completed.returncode)
@@ -789,7 +848,7 @@ def _no_report(completed: proc.Completed, *, seconds: float, device: str, python
     if "SyntaxError" in stderr or "Unknown option: -I" in stderr:  # Python 2 and < 3.4 know no -I
         reason = "this Python cannot run the benchmark script (it needs Python 3.8 or newer)"
         return failure_result(
-            reason, seconds=seconds, device=device, hints=[hint("python-too-old")], python=python
+            reason, seconds=seconds, device=device, hints=[hint("python-too-old")], python=python, gpu=gpu
         )
     if signal_name is not None:
         reason = f"the benchmark process crashed ({signal_name}) before reporting"
@@ -802,7 +861,7 @@ def _no_report(completed: proc.Completed, *, seconds: float, device: str, python
     if last:
         reason += f": {last}"
     codes += list(hints_for(stderr))
-    return failure_result(reason, seconds=seconds, device=device, hints=codes, python=python)
+    return failure_result(reason, seconds=seconds, device=device, hints=codes, python=python, gpu=gpu)
 
 
 class _ProgressTail:
@@ -896,6 +955,7 @@ def run_bench(
                 device=target,
                 hints=[hint("timeout")],
                 python=str(python),
+                gpu=expect_gpu or device == "cuda",
             )
         except OSError as exc:
             return failure_result(
@@ -903,9 +963,12 @@ def run_bench(
                 seconds=time.monotonic() - started,
                 device=target,
                 python=str(python),
+                gpu=expect_gpu or device == "cuda",
             )
     seconds = time.monotonic() - started
     raw = parse_report(completed.stdout)
     if raw is None:
-        return _no_report(completed, seconds=seconds, device=target, python=str(python))
+        return _no_report(
+            completed, seconds=seconds, device=target, python=str(python), gpu=expect_gpu or device == "cuda"
+        )
     return verdict(raw, seconds=seconds, peaks=table, python=str(python))

@@ -11,18 +11,22 @@ from packaging.tags import Tag
 
 from torchdoctor.service.envs.builds import BuildReading, read_build
 from torchdoctor.service.envs.tags import interpreter_facts, tags_for
+from torchdoctor.service.errors import TorchdoctorError
 from torchdoctor.service.facts.knowledge import Knowledge
 from torchdoctor.service.install.index import IndexClient, IndexFile, compatible
 from torchdoctor.service.install.policy import (
     COMPANIONS,
     Plan,
+    PlanRefusedError,
     Published,
     build_plan,
     candidate_variants,
     choose_companions,
     choose_torch,
+    cpu_choice_hint,
 )
 from torchdoctor.service.models import Hardware, PythonEnv
+from torchdoctor.service.rules.diagnose import pip_command, target_pins
 
 Progress = Callable[[str], None]
 
@@ -76,14 +80,19 @@ def make_plan(
     variants = ("cpu",) if not hardware.has_nvidia_gpu else candidate_variants(knowledge, hardware)
     say(f"asking {index_base} for torch builds: {', '.join(variants)}")
     published = _fetch(client, target, variants, ("torch",))
-    choice = choose_torch(
-        installed=target.installed,
-        hardware=hardware,
-        knowledge=knowledge,
-        published=published,
-        tags=target.tags,
-        platform=target.env.platform,
-    )
+    try:
+        choice = choose_torch(
+            installed=target.installed,
+            hardware=hardware,
+            knowledge=knowledge,
+            published=published,
+            tags=target.tags,
+            platform=target.env.platform,
+        )
+    except PlanRefusedError as exc:
+        if hardware.has_nvidia_gpu and exc.hint is not None and "CPU build" in exc.hint:
+            exc.hint = cpu_choice_hint(_cpu_command(target, knowledge, client, index_base), index_base)
+        raise
     wanted = [p for p in COMPANIONS if target.installed and getattr(target.installed, p) is not None]
     if wanted:
         say(f"asking for {' and '.join(wanted)} on {choice.variant}")
@@ -103,3 +112,25 @@ def make_plan(
         index_base=index_base,
         installed=target.installed,
     )
+
+
+def _cpu_command(target: Target, knowledge: Knowledge, client: IndexClient, index_base: str) -> str | None:
+    """The exact command for the CPU build a refusal offers: the installed release's CPU build
+    (else the newest the index has), with the companions the environment has, all pinned.
+    None when a version cannot be pinned or the index cannot say."""
+    installed = target.installed
+    version = installed.build.release if installed is not None else None
+    if version is None:
+        try:
+            files = _fetch(client, target, ("cpu",), ("torch",)).of("cpu", "torch")
+        except TorchdoctorError:
+            return None
+        finals = (f.public_version for f in files if f.local == "cpu" and not f.version.is_prerelease)
+        versions = sorted(finals, reverse=True)
+        if not versions:
+            return None
+        version = str(versions[0])
+    pins = target_pins(knowledge, installed, version, "cpu")
+    if pins is None:
+        return None
+    return pip_command(target.env, pins, f"{index_base.rstrip('/')}/cpu")

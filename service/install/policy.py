@@ -25,7 +25,7 @@ from torchdoctor.service.errors import TorchdoctorError
 from torchdoctor.service.facts.knowledge import Knowledge, release_minor
 from torchdoctor.service.facts.variants import DEFAULT_INDEX_BASE, cuda_key, variant_cuda
 from torchdoctor.service.install.index import IndexFile
-from torchdoctor.service.models import Hardware, Platform
+from torchdoctor.service.models import Hardware, Installer, Platform
 from torchdoctor.service.rules.diagnose import gpu_words
 from torchdoctor.service.rules.fit import DriverLevel, Fit, FitLevel, build_fit, driver_verdict
 
@@ -183,20 +183,40 @@ def choose_torch(
         else:
             why = f"moves to torch {version} because no published build of torch {current} fits"
     best = max(fitting[version], key=lambda o: (_level_rank(o[1]), cuda_key(o[0])))
+    # The installed variant stays when no other fits better: reinstalling an equal build would
+    # repair nothing, and `check` calls such a build ok (or only informs about the other one).
+    own_variant = installed.build.variant if installed is not None and version == current else None
+    own = next((o for o in fitting[version] if o[0] == own_variant), None)
+    stays = own is not None and _level_rank(own[1]) == _level_rank(best[1])
+    if own is not None and stays:
+        best = own
     variant, fit, files = best
     how = "fits fully" if fit.level is FitLevel.FULL else "runs through CUDA minor-version compatibility"
-    reason = (
-        f"This {why}, as the {variant} build: the newest CUDA variant of it that covers the "
-        f"{gpu_words(hardware.gpus)} and {how} with driver {hardware.driver_version or 'as reported'}."
-    )
+    driver = hardware.driver_version or "as reported"
+    if stays:
+        better = "fits better" if fit.level is FitLevel.FULL else "fits this driver fully"
+        reason = (
+            f"This {why} as the {variant} build it has: it covers the {gpu_words(hardware.gpus)} and "
+            f"{how} with driver {driver}, and no other build of it {better}."
+        )
+    else:
+        reason = (
+            f"This {why}, as the {variant} build: the newest CUDA variant of it that covers the "
+            f"{gpu_words(hardware.gpus)} and {how} with driver {driver}."
+        )
     return Choice(variant, _best_file(files, tags), fit, reason)
 
 
+def cpu_choice_hint(command: str | None = None, index_base: str = DEFAULT_INDEX_BASE) -> str:
+    """What a refusal offers instead: the CPU build, as the user's choice, with the exact command
+    when the caller can name the version (`plan` does; the pure policy cannot)."""
+    if command is not None:
+        return f"the CPU build runs without the GPU if you choose it: {command}"
+    return f"the CPU build (from {index_base.rstrip('/')}/cpu) runs without the GPU if you choose it"
+
+
 def _cpu_hint() -> str:
-    return (
-        "the CPU build runs without the GPU if you choose it: "
-        f"pip install torch --index-url {DEFAULT_INDEX_BASE}/cpu"
-    )
+    return cpu_choice_hint()
 
 
 def _refusal(
@@ -302,6 +322,9 @@ def build_plan(
 ) -> Plan:
     current = installed.build.version if installed else None
     files = (choice.file, *companions)
+    unchanged = _has_exactly(installed, files)
+    if installed is not None and installed.build.installer is Installer.CONDA and not unchanged:
+        notes = (conda_note(installed.build.version), *notes)
     return Plan(
         environment=environment,
         variant=choice.variant,
@@ -311,14 +334,23 @@ def build_plan(
         reason=choice.reason,
         notes=notes,
         current=current,
-        changes_nothing=_has_exactly(installed, files),
+        changes_nothing=unchanged,
+    )
+
+
+def conda_note(version: str | None) -> str:
+    """What `plan` says up front about a conda-installed torch: `fix` refuses it without consent."""
+    what = f"torch {version}" if version else "torch"
+    return (
+        f"{what} here was installed by conda: `torchdoctor fix` replaces it with these pip wheels only "
+        "when given --allow-conda-mix (two package managers in one environment); or change it with conda"
     )
 
 
 def _has_exactly(installed: BuildReading | None, files: Sequence[IndexFile]) -> bool:
     """The environment already has every planned build at exactly the planned version."""
-    if installed is None:
-        return False
+    if installed is None or installed.build.problems:
+        return False  # a damaged torch is reinstalled even at the same version
     have = {"torch": installed.build.version}
     for project in COMPANIONS:
         info = getattr(installed, project)

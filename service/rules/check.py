@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from torchdoctor.service.envs.builds import read_build
 from torchdoctor.service.errors import UnreadableError
 from torchdoctor.service.facts.knowledge import Knowledge
+from torchdoctor.service.facts.variants import DEFAULT_INDEX_BASE
 from torchdoctor.service.models import CheckReport, EnvReport, Finding, Hardware, PythonEnv, TorchBuild
 from torchdoctor.service.probe.hardware import hardware_to_json
 from torchdoctor.service.rules.diagnose import diagnose
@@ -18,10 +19,15 @@ from torchdoctor.service.rules.diagnose import diagnose
 SCHEMA_VERSION = 1
 
 
-def check_environment(env: PythonEnv, hardware: Hardware, knowledge: Knowledge) -> EnvReport:
-    """Raises UnreadableError when the environment's files cannot be read."""
+def check_environment(
+    env: PythonEnv, hardware: Hardware, knowledge: Knowledge, *, index_base: str = DEFAULT_INDEX_BASE
+) -> EnvReport:
+    """Raises UnreadableError when the environment's files cannot be read.
+
+    `index_base`: the index the fix texts' hand commands name, the one `plan` and `fix` would use.
+    """
     reading = read_build(env, knowledge)
-    findings = diagnose(env, reading, hardware, knowledge)
+    findings = diagnose(env, reading, hardware, knowledge, index_base=index_base)
     return EnvReport(env=env, torch=reading.build if reading else None, findings=findings)
 
 
@@ -31,6 +37,8 @@ def run_check(
     discovered: Iterable[PythonEnv],
     knowledge: Knowledge,
     notes: Iterable[str] = (),
+    *,
+    index_base: str = DEFAULT_INDEX_BASE,
 ) -> CheckReport:
     """Explicit environments must be readable (an error is the user's to fix: exit 2); a discovered
     one that cannot be read becomes a note, because the user never asked for it."""
@@ -39,14 +47,14 @@ def run_check(
     for env in explicit:
         if env.root not in seen:
             seen.add(env.root)
-            reports.append(check_environment(env, hardware, knowledge))
+            reports.append(check_environment(env, hardware, knowledge, index_base=index_base))
     all_notes = list(notes)
     for env in discovered:
         if env.root in seen:
             continue
         seen.add(env.root)
         try:
-            reports.append(check_environment(env, hardware, knowledge))
+            reports.append(check_environment(env, hardware, knowledge, index_base=index_base))
         except UnreadableError as exc:
             all_notes.append(f"skipped {env.root}: {exc}")
         except Exception as exc:  # one odd environment must not stop a whole check (or the tray)

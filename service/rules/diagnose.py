@@ -8,7 +8,7 @@ ignore the tray icon.
 from __future__ import annotations
 
 import shlex
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -22,13 +22,16 @@ from torchdoctor.service.models import (
     FindingCode,
     Gpu,
     Hardware,
+    Installer,
     Platform,
     PythonEnv,
+    Severity,
     TorchBuild,
 )
 from torchdoctor.service.rules.fit import (
     DriverLevel,
     Fit,
+    FitLevel,
     best_variant,
     build_fit,
     driver_verdict,
@@ -42,24 +45,48 @@ class _Ctx:
     hardware: Hardware
     knowledge: Knowledge
     build: TorchBuild
+    reading: BuildReading
+    index_base: str = DEFAULT_INDEX_BASE
 
     @property
     def platform(self) -> Platform:
         """The OS the environment's wheels are for (arch lists differ between Linux and Windows)."""
         return self.env.platform
 
+    @property
+    def conda(self) -> bool:
+        """torch came from conda: `fix` replaces it only with --allow-conda-mix, and a pip command
+        typed by hand would mix two package managers, so no hand command is offered."""
+        return self.build.installer is Installer.CONDA
+
+    def root(self) -> str:
+        return quote(str(self.env.root), self.env.platform)
+
     def fix_cmd(self) -> str:
-        return f"torchdoctor fix --env {quote(str(self.env.root), self.env.platform)}"
+        extra = " --allow-conda-mix" if self.conda else ""
+        return f"torchdoctor fix --env {self.root()}{extra}"
 
-    def pip_cmd(self, requirements: Iterable[str], variant: str) -> str:
-        """`pip install torch==2.7.1+cu128 ... --index-url .../cu128`.
+    def plan_cmd(self) -> str:
+        return f"torchdoctor plan --env {self.root()}"
 
-        Pinned with the local label: `torch==2.7.1` is already satisfied by 2.7.1+cpu, and
-        `--force-reinstall` would reinstall every dependency (gigabytes of nvidia-* wheels) too.
-        """
-        python = quote(str(self.env.python), self.env.platform)
-        reqs = " ".join(f"{r}+{variant}" if "==" in r and "+" not in r else r for r in requirements)
-        return f"{python} -m pip install {reqs} --index-url {DEFAULT_INDEX_BASE}/{variant}"
+    def pip_cmd(self, target: _Target | None) -> str | None:
+        """The exact install command for `target`, or None when some version cannot be pinned."""
+        if target is None or self.conda or not target.exact:
+            return None
+        pins = target_pins(self.knowledge, self.reading, target.version, target.variant)
+        if pins is None:
+            return None
+        return pip_command(self.env, pins, f"{self.index_base.rstrip('/')}/{target.variant}")
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """The build `plan` would choose by the knowledge: torch `version` ("2.7.1") as `variant`."""
+
+    version: str  # "2.7.1"; only the minor line ("2.14") when the data knows no patch release of it
+    variant: str
+    moves_release: bool = False
+    exact: bool = True  # `version` is a full release that a pin can name
 
 
 def quote(text: str, platform: Platform) -> str:
@@ -67,6 +94,38 @@ def quote(text: str, platform: Platform) -> str:
     if platform is Platform.WINDOWS:
         return f'"{text}"' if any(c in text for c in " &()[]{}^=;!+,`~") else text
     return shlex.quote(text)
+
+
+def pip_command(env: PythonEnv, pins: Sequence[str], index_url: str) -> str:
+    """`python -m pip install torch==2.7.1+cu128 ... --index-url .../cu128`, runnable as printed.
+
+    Pinned with the local label: `torch==2.7.1` is already satisfied by 2.7.1+cpu, and
+    `--force-reinstall` would reinstall every dependency (gigabytes of nvidia-* wheels) too. An
+    environment without pip (uv makes those) gets `uv pip install --python`.
+    """
+    python = quote(str(env.python), env.platform)
+    reqs = " ".join(pins)
+    if env.has_pip:
+        return f"{python} -m pip install {reqs} --index-url {index_url}"
+    return f"uv pip install --python {python} {reqs} --index-url {index_url}"
+
+
+def target_pins(
+    knowledge: Knowledge, reading: BuildReading | None, version: str, variant: str
+) -> list[str] | None:
+    """torch==X+variant plus the companions the environment has, at their paired versions.
+
+    None when a companion's paired version is not known: an unpinned one could come from anywhere.
+    """
+    pins = [f"torch=={version}+{variant}"]
+    for name in ("torchvision", "torchaudio"):
+        if reading is None or getattr(reading, name) is None:
+            continue
+        paired = knowledge.paired_patch(version, name)
+        if paired is None:
+            return None
+        pins.append(f"{name}=={paired}+{variant}")
+    return pins
 
 
 def gpu_words(gpus: Iterable[Gpu]) -> str:
@@ -80,34 +139,97 @@ def gpu_words(gpus: Iterable[Gpu]) -> str:
     return ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
-def _requirements(ctx: _Ctx, reading: BuildReading, release: str) -> list[str]:
-    """torch==X plus the companions the environment has, at their paired versions where known."""
-    reqs = [f"torch=={release}"]
-    for name, info in (("torchvision", reading.torchvision), ("torchaudio", reading.torchaudio)):
-        if info is None:
-            continue
-        paired = ctx.knowledge.paired_patch(release, name)
-        reqs.append(f"{name}=={paired}" if paired else name)
-    return reqs
+def _latest_patch(knowledge: Knowledge, minor: str) -> str | None:
+    """The newest patch release of a minor line the data knows ("2.7" -> "2.7.1")."""
+    patches = [v for v in knowledge.patch_pairs if release_minor(v) == minor]
+    return max(patches, key=Version) if patches else None
 
 
-def _target_hint(ctx: _Ctx, reading: BuildReading) -> str:
-    """The fix for a build that does not fit: `torchdoctor fix`, plus the pip command when we can
-    name the exact build (same release, a variant the data says fits)."""
-    fix = ctx.fix_cmd()
-    release = ctx.build.release
-    if release is None or not ctx.hardware.has_nvidia_gpu:
-        return f"run `{fix}`"
-    choice = best_variant(ctx.knowledge, release, ctx.hardware, platform=ctx.platform)
-    if choice is not None:
-        variant = choice[0]
-        pip = ctx.pip_cmd(_requirements(ctx, reading, release), variant)
-        return f"run `{fix}`, or by hand: {pip}"
+def _target(ctx: _Ctx) -> _Target | None:
+    """What `plan` would choose, judged from the knowledge instead of the index (policy.py):
+    the installed release when a build of it fits, its newest variant that fits fully, else the
+    newest that fits, keeping the installed variant when nothing fits better; else the newest
+    release with a fitting build. None: nothing known fits."""
+    hw, kn, build = ctx.hardware, ctx.knowledge, ctx.build
+    release = build.release
+    if not hw.has_nvidia_gpu:
+        return _Target(release, "cpu") if release is not None else None
+    if release is not None:
+        choice = best_variant(kn, release, hw, platform=ctx.platform)
+        if choice is not None:
+            variant, fit = choice
+            rel = kn.release(release)
+            own = build.variant
+            if (
+                own is not None
+                and own.startswith("cu")
+                and rel is not None
+                and own in rel.variants
+                and build_fit(kn, release, own, hw, platform=ctx.platform).level is fit.level
+            ):
+                variant = own
+            return _Target(release, variant)
+        # A release the data does not know: `plan` keeps it when the index has a fitting build,
+        # which the data cannot judge beyond the installed variant's inferred fit.
+        own = build.variant
+        if (
+            kn.release(release) is None
+            and own is not None
+            and own.startswith("cu")
+            and build_fit(kn, release, own, hw, platform=ctx.platform).level is not FitLevel.NONE
+        ):
+            return _Target(release, own)
     newer = _newest_fitting_release(ctx)
-    if newer is not None:
-        minor, variant = newer
-        return f"run `{fix}` (no build of torch {release} fits; it would move to torch {minor} {variant})"
-    return f"run `{fix}` to see the options (no known CUDA build of torch fits this machine)"
+    if newer is None:
+        return None
+    minor, variant = newer
+    patch = _latest_patch(kn, minor)
+    if patch is None:
+        return _Target(minor, variant, moves_release=True, exact=False)
+    return _Target(patch, variant, moves_release=True)
+
+
+def _unchanged(ctx: _Ctx, target: _Target | None) -> bool:
+    """The target is the build installed now (companions aside)."""
+    return target is not None and ctx.build.version == f"{target.version}+{target.variant}"
+
+
+def _fix_and_hand(ctx: _Ctx, target: _Target | None, why: str = "") -> str:
+    """`run torchdoctor fix ...` (with `why` in brackets), plus the exact pip command when there is one."""
+    fix = f"run `{ctx.fix_cmd()}`" + (f" ({why})" if why else "")
+    if ctx.conda:
+        return f"{fix}, which replaces conda's torch with pip wheels; or change it with conda itself"
+    pip = ctx.pip_cmd(target)
+    return f"{fix}, or by hand: {pip}" if pip else fix
+
+
+def _target_hint(ctx: _Ctx) -> str:
+    """The fix for a build that does not fit: `torchdoctor fix`, plus the pip command when we can
+    name the exact build `plan` would choose."""
+    if not ctx.hardware.gpus_known:
+        return (
+            "run `torchdoctor hardware` to see why the driver did not list its GPUs (a restart after a "
+            f"driver update fixes most cases), then `{ctx.fix_cmd()}`"
+        )
+    if ctx.hardware.has_nvidia_gpu and not ctx.hardware.driver_known:
+        return (
+            "torchdoctor needs the NVIDIA driver's version to choose a CUDA build: "
+            f"run `{ctx.plan_cmd()}` on this machine (or add driver_version to the hardware file)"
+        )
+    target = _target(ctx)
+    if target is None:
+        return f"run `{ctx.plan_cmd()}` to see the options (no known CUDA build of torch fits this machine)"
+    why = ""
+    release = ctx.build.release
+    if target.moves_release and release is not None and ctx.knowledge.release(release) is None:
+        # The data does not know this release's builds; the index may still have one that fits.
+        return _fix_and_hand(ctx, None, f"`{ctx.plan_cmd()}` shows the build it would install")
+    if target.moves_release:
+        why = (
+            f"no build of torch {release or 'this version'} fits; "
+            f"it moves to torch {target.version} {target.variant}"
+        )
+    return _fix_and_hand(ctx, target, why)
 
 
 def _newest_fitting_release(ctx: _Ctx) -> tuple[str, str] | None:
@@ -139,15 +261,28 @@ def _gpu_usable(ctx: _Ctx) -> bool:
 
 def _unreadable(ctx: _Ctx) -> Finding:
     problems = "; ".join(ctx.build.problems)
-    return Finding(
-        FindingCode.TORCH_UNREADABLE,
-        f"torch here is half-installed or damaged: {problems}.",
-        f"reinstall it: run `{ctx.fix_cmd()}`, or by hand: "
-        f"{quote(str(ctx.env.python), ctx.env.platform)} -m pip install --force-reinstall torch",
-    )
+    fix = f"reinstall it: run `{ctx.fix_cmd()}`"
+    build = ctx.build
+    if (
+        not ctx.conda
+        and build.release is not None
+        and build.variant is not None
+        and is_valid_version(build.release)
+    ):
+        # Only torch's own files are damaged: reinstall exactly this build, without its dependencies.
+        url = f"{ctx.index_base.rstrip('/')}/{build.variant}"
+        python = quote(str(ctx.env.python), ctx.env.platform)
+        pin = f"torch=={build.release}+{build.variant}"
+        hand = (
+            f"{python} -m pip install --force-reinstall --no-deps {pin} --index-url {url}"
+            if ctx.env.has_pip
+            else f"uv pip install --python {python} --reinstall --no-deps {pin} --index-url {url}"
+        )
+        fix += f", or by hand: {hand}"
+    return Finding(FindingCode.TORCH_UNREADABLE, f"torch here is half-installed or damaged: {problems}.", fix)
 
 
-def _no_cuda_with_gpu(ctx: _Ctx, reading: BuildReading) -> Finding | None:
+def _no_cuda_with_gpu(ctx: _Ctx) -> Finding | None:
     build = ctx.build
     if build.cuda is not None or not _gpu_usable(ctx):
         return None
@@ -164,23 +299,21 @@ def _no_cuda_with_gpu(ctx: _Ctx, reading: BuildReading) -> Finding | None:
         FindingCode.CPU_BUILD_WITH_GPU,
         f"torch {build.version} is {what}, so it cannot use the {gpu_words(ctx.hardware.gpus)}; "
         "GPU code fails with 'Torch not compiled with CUDA enabled'.",
-        _target_hint(ctx, reading),
+        _target_hint(ctx),
     )
 
 
 def _cuda_without_gpu(ctx: _Ctx) -> Finding:
     build = ctx.build
-    release = build.release or "the same version"
     return Finding(
         FindingCode.CUDA_BUILD_WITHOUT_GPU,
         f"torch {build.version} is a CUDA build, but this machine has no NVIDIA GPU or driver: "
         "it runs on the CPU only and carries gigabytes of CUDA libraries it cannot use.",
-        "if this environment is meant for this machine, switch to the CPU build: "
-        + ctx.pip_cmd([f"torch=={release}"], "cpu"),
+        "if this environment is meant for this machine, switch to the CPU build: " + _target_hint(ctx),
     )
 
 
-def _driver(ctx: _Ctx, reading: BuildReading) -> Finding | None:
+def _driver(ctx: _Ctx) -> Finding | None:
     cuda = ctx.build.cuda
     if cuda is None:
         return None
@@ -194,19 +327,35 @@ def _driver(ctx: _Ctx, reading: BuildReading) -> Finding | None:
             f"machine has {verdict.have}: torch.cuda.is_available() is False "
             "('The NVIDIA driver on your system is too old').",
             f"update the NVIDIA driver to {verdict.needed()} or newer, or install a build for an older CUDA: "
-            + _target_hint(ctx, reading),
+            + _target_hint(ctx),
         )
     if verdict.level is DriverLevel.MINOR_COMPAT:
+        message = (
+            f"the driver ({verdict.have}) is older than CUDA {cuda}'s own ({verdict.needed()}), so torch "
+            f"runs through CUDA minor-version compatibility: PTX JIT, Triton and torch.compile may fail."
+        )
+        target = _target(ctx)
+        if target is None or _unchanged(ctx, target):
+            # No build of this release fits the driver better: `fix` would change nothing, so there
+            # is nothing to fix, only what would change it.
+            return Finding(
+                FindingCode.DRIVER_MINOR_COMPAT,
+                message,
+                f"nothing to do now: no build of torch {ctx.build.release} fits this driver fully; "
+                f"a driver update to {verdict.needed()} or newer would let {ctx.build.variant} run "
+                "without compatibility mode",
+                severity_override=Severity.INFO,
+            )
         return Finding(
             FindingCode.DRIVER_MINOR_COMPAT,
-            f"the driver ({verdict.have}) is older than CUDA {cuda}'s own ({verdict.needed()}), so torch "
-            f"runs through CUDA minor-version compatibility: PTX JIT, Triton and torch.compile may fail.",
-            f"update the NVIDIA driver to {verdict.needed()} or newer, or {_target_hint(ctx, reading)}",
+            message,
+            f"update the NVIDIA driver to {verdict.needed()} or newer, or install the "
+            f"{target.variant} build, which fits this driver fully: {_target_hint(ctx)}",
         )
     return None
 
 
-def _arch(ctx: _Ctx, reading: BuildReading, fit: Fit) -> Finding | None:
+def _arch(ctx: _Ctx, fit: Fit) -> Finding | None:
     uncovered = fit.uncovered
     if not uncovered:
         return None
@@ -222,11 +371,11 @@ def _arch(ctx: _Ctx, reading: BuildReading, fit: Fit) -> Finding | None:
     return Finding(
         FindingCode.GPU_ARCH_UNSUPPORTED,
         f"torch {ctx.build.version} is {compiled}, which does not cover the {gpu_words(uncovered)}{why}.",
-        _target_hint(ctx, reading),
+        _target_hint(ctx),
     )
 
 
-def _newer_variant(ctx: _Ctx, reading: BuildReading) -> Finding | None:
+def _newer_variant(ctx: _Ctx) -> Finding | None:
     build = ctx.build
     release = build.release
     if release is None or build.variant is None or build.cuda is None:
@@ -239,11 +388,14 @@ def _newer_variant(ctx: _Ctx, reading: BuildReading) -> Finding | None:
     if choice is None or choice[1].driver.level is not DriverLevel.FULL:
         return None
     variant = choice[0]
+    # `fix` keeps a build that already fits fully, so this is only ever a choice made by hand.
+    pip = ctx.pip_cmd(_Target(release, variant))
+    fix = f"nothing needs doing (`{ctx.fix_cmd()}` keeps this build)"
     return Finding(
         FindingCode.NEWER_VARIANT_AVAILABLE,
         f"torch {build.version} works here, and the driver also supports the newer {variant} build of "
         f"torch {release} (CUDA {variant_cuda(variant)}), which fits every GPU.",
-        f"optional: {ctx.pip_cmd(_requirements(ctx, reading, release), variant)}",
+        f"{fix}; to switch anyway, by hand: {pip}" if pip else fix,
     )
 
 
@@ -256,8 +408,8 @@ def _spec_allows(spec: str | None, version: str) -> bool:
         return True
 
 
-def _companion_findings(ctx: _Ctx, reading: BuildReading) -> list[Finding]:
-    build, kn = ctx.build, ctx.knowledge
+def _companion_findings(ctx: _Ctx) -> list[Finding]:
+    build, kn, reading = ctx.build, ctx.knowledge, ctx.reading
     if build.version is None or build.release is None:
         return []
     findings: list[Finding] = []
@@ -266,15 +418,11 @@ def _companion_findings(ctx: _Ctx, reading: BuildReading) -> list[Finding]:
     stable_abi_torch = Version(torch_release) >= kn.torchaudio_stable_abi_from
 
     def mismatch(name: str, info: CompanionInfo, wants: str) -> Finding:
-        paired = kn.paired_patch(torch_release, name)
-        target = f"{name}=={paired}" if paired else wants
-        variant = build.variant or "cpu"
         return Finding(
             FindingCode.COMPANION_MISMATCH,
             f"{name} {info.version} is not the release paired with torch {build.version} (that is {wants}); "
             f"importing it fails with errors like 'operator torchvision::nms does not exist'.",
-            f"run `{ctx.fix_cmd()}`, or by hand: "
-            + ctx.pip_cmd([f"torch=={torch_release}", target], variant),
+            _target_hint(ctx),
         )
 
     # A companion whose own version does not parse cannot be paired; its import will tell.
@@ -305,12 +453,12 @@ def _companion_findings(ctx: _Ctx, reading: BuildReading) -> list[Finding]:
                 mismatch("torchaudio", ta, f"a torchaudio whose requirement torch{ta.requires_torch} is met")
             )
 
-    findings.extend(_variant_mismatches(ctx, reading))
+    findings.extend(_variant_mismatches(ctx))
     return findings
 
 
-def _variant_mismatches(ctx: _Ctx, reading: BuildReading) -> list[Finding]:
-    build = ctx.build
+def _variant_mismatches(ctx: _Ctx) -> list[Finding]:
+    build, reading = ctx.build, ctx.reading
     if build.variant is None:
         return []
     out: list[Finding] = []
@@ -325,26 +473,32 @@ def _variant_mismatches(ctx: _Ctx, reading: BuildReading) -> list[Finding]:
             torch_cuda, audio_cuda = variant_cuda(build.variant), variant_cuda(label)
             if torch_cuda and audio_cuda and torch_cuda.split(".")[0] == audio_cuda.split(".")[0]:
                 continue
-        release = build.release or ""
         out.append(
             Finding(
                 FindingCode.VARIANT_MISMATCH,
                 f"torch is the {build.variant} build but {name} {info.version} is the {label} build; "
                 "the mixed pair fails at import or at the first GPU call.",
-                f"reinstall both from one index: run `{ctx.fix_cmd()}`, or by hand: "
-                + ctx.pip_cmd(_requirements(ctx, reading, release), build.variant),
+                "reinstall both from one index: " + _target_hint(ctx),
             )
         )
     return out
 
 
 def diagnose(
-    env: PythonEnv, reading: BuildReading | None, hardware: Hardware, knowledge: Knowledge
+    env: PythonEnv,
+    reading: BuildReading | None,
+    hardware: Hardware,
+    knowledge: Knowledge,
+    *,
+    index_base: str = DEFAULT_INDEX_BASE,
 ) -> tuple[Finding, ...]:
-    """All findings for one environment, most severe first."""
+    """All findings for one environment, most severe first.
+
+    `index_base`: the index the hand commands in the fix texts name (`plan`'s `--index-base`).
+    """
     if reading is None:
         return ()
-    ctx = _Ctx(env, hardware, knowledge, reading.build)
+    ctx = _Ctx(env, hardware, knowledge, reading.build, reading, index_base)
     build = reading.build
     if build.problems or build.version is None:
         return (_unreadable(ctx),)
@@ -357,17 +511,17 @@ def diagnose(
             if build.cuda is not None:
                 findings.append(_cuda_without_gpu(ctx))
         elif build.cuda is None:
-            if (f := _no_cuda_with_gpu(ctx, reading)) is not None:
+            if (f := _no_cuda_with_gpu(ctx)) is not None:
                 findings.append(f)
         elif build.variant.startswith("cu"):
             fit = build_fit(
                 knowledge, build.version, build.variant, hardware, arch=reading.arch, platform=env.platform
             )
-            for rule in (_driver(ctx, reading), _arch(ctx, reading, fit)):
+            for rule in (_driver(ctx), _arch(ctx, fit)):
                 if rule is not None:
                     findings.append(rule)
-    findings.extend(_companion_findings(ctx, reading))
-    if gpu_known and not findings and hardware.has_nvidia_gpu and (f := _newer_variant(ctx, reading)):
+    findings.extend(_companion_findings(ctx))
+    if gpu_known and not findings and hardware.has_nvidia_gpu and (f := _newer_variant(ctx)):
         findings.append(f)
     order = {"error": 0, "warn": 1, "info": 2}
     return tuple(sorted(findings, key=lambda f: order[f.severity.value]))

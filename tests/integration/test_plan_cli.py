@@ -126,7 +126,8 @@ def test_nothing_fits_is_refused_with_exit_1_and_a_reason(
     assert text.returncode == 1
     assert "Traceback" not in text.stderr
     assert text.stderr.startswith("torchdoctor: no published build of torch fits")
-    assert "whl/cpu" in text.stderr  # the CPU build is named as the user's choice, never picked
+    # The CPU build is named as the user's choice, never picked: pinned, from the index plan was given.
+    assert f"torch==2.7.1+cpu torchvision==0.22.1+cpu --index-url {small.url}/cpu" in text.stderr
 
 
 def test_the_readable_plan(tmp_path: Path, index: IndexServer, venv: PythonEnv) -> None:

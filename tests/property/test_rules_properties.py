@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from hypothesis import given, settings
@@ -179,3 +180,26 @@ def test_every_finding_is_one_sentence_with_a_fix(hw: Hardware, build: tuple[str
     for finding in diagnose(env(hw.platform), reading(f"{version}+{variant}"), hw, KN):
         assert finding.message.endswith(".") and "\n" not in finding.message
         assert finding.fix.strip()
+
+
+@settings(max_examples=300, deadline=None)
+@given(hw=machines, build=st.sampled_from(BUILDS))
+def test_a_hand_command_is_the_build_fix_would_install_and_info_asks_for_no_fix(
+    hw: Hardware, build: tuple[str, str]
+) -> None:
+    """A hand command pins torch to a build that fits this machine, from that build's index, and
+    differs from what is installed; an info finding never tells the user to run `fix`."""
+    version, variant = build
+    for finding in diagnose(env(hw.platform), reading(f"{version}+{variant}"), hw, KN):
+        if finding.severity is Severity.INFO:
+            assert not finding.fix.startswith("run `torchdoctor fix"), finding.fix
+            assert "update the NVIDIA driver" not in finding.fix
+        match = re.search(
+            r"by hand: \S+ -m pip install torch==([\d.]+)\+(\w+) --index-url (\S+)$", finding.fix
+        )
+        if match is None:
+            continue
+        target, target_variant, url = match.groups()
+        assert url == f"https://download.pytorch.org/whl/{target_variant}"
+        assert f"{target}+{target_variant}" != f"{version}+{variant}"
+        assert build_fit(KN, target, target_variant, hw, platform=hw.platform).level is not FitLevel.NONE

@@ -32,6 +32,7 @@ from torchdoctor.service.bench.run import (
     bench_to_json,
     conv_tolerance,
     failure_result,
+    hint,
     hints_for,
     load_peaks,
     match_peak,
@@ -626,3 +627,40 @@ def test_history_timestamps_are_utc() -> None:
     local = datetime(2026, 11, 1, 12, 0, tzinfo=UTC).astimezone()
     record = bench_history.append(Path("/env"), _result(True), at=local)
     assert record.at.tzinfo == UTC and record.at == local
+
+
+# --- hints that work as printed ----------------------------------------------------------------------
+
+
+def test_hints_name_the_real_environment_not_a_placeholder(tmp_path: Path) -> None:
+    root = tmp_path / "my proj" / ".venv"
+    (root / "bin").mkdir(parents=True)
+    (root / "pyvenv.cfg").write_text("version = 3.12.4\n")
+    result = verdict(
+        load("import-undefined-symbol-standin.json"), seconds=1.0, python=str(root / "bin/python")
+    )
+    (undefined,) = [h for h in result.hints if h.code == "undefined-symbol"]
+    assert f"`torchdoctor fix --env '{root}'`" in undefined.message
+    assert all("PATH" not in h.message for h in result.hints)
+
+
+def test_a_python_outside_any_environment_is_named_itself(tmp_path: Path) -> None:
+    python = tmp_path / "bin" / "python3"
+    result = failure_result("x", seconds=1.0, device="cpu", hints=[hint("cpu-build")], python=str(python))
+    assert f"--env {python}" in result.hints[0].message
+
+
+def test_a_timeout_without_a_gpu_is_called_a_timeout_not_a_hung_driver() -> None:
+    cpu = failure_result("did not finish", seconds=180.0, device="cpu", hints=[hint("timeout")], gpu=False)
+    (said,) = cpu.hints
+    assert said.code == "timeout" and "timed out" in said.message
+    assert "driver" not in said.message and "GPU" not in said.message
+    gpu = failure_result("did not finish", seconds=180.0, device="cuda:0", hints=[hint("timeout")])
+    assert gpu.hints[0].message == HINTS["timeout"]
+
+
+def test_no_gpu_advice_where_the_probe_found_no_gpu() -> None:
+    raw = load("rtx5090-cu126-no-kernel-synthetic.json")
+    assert "gpu-arch-unsupported" in hint_codes(verdict(raw, seconds=1.0))
+    raw["expect_gpu"], raw["device"] = False, "cpu"
+    assert "gpu-arch-unsupported" not in hint_codes(verdict(raw, seconds=1.0))

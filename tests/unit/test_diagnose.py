@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
+import shlex
 from pathlib import Path
 
 import pytest
@@ -24,7 +27,7 @@ from tests.support.hw import (
 )
 from torchdoctor.service.envs.builds import BuildReading
 from torchdoctor.service.facts.knowledge import Knowledge, load_knowledge
-from torchdoctor.service.models import Hardware, Platform, ProbeState
+from torchdoctor.service.models import Hardware, Installer, Platform, ProbeState, PythonEnv
 from torchdoctor.service.rules.diagnose import diagnose
 
 E = "error"
@@ -267,6 +270,12 @@ CASES: list[tuple[str, Hardware, BuildReading, list[str]]] = [
         ["newer-variant-available"],
     ),
     (
+        "cu128 on an RTX 5090 with a 560 driver: no build fits better, so only info",
+        hardware("560.35.05", "12.6", RTX_5090),
+        reading("2.7.1+cu128"),
+        ["driver-minor-compat"],
+    ),
+    (
         "cu126 on 2.7 with a 560.94 driver: cu128 would be minor-compat only, no info",
         hardware("560.94", "12.6", RTX_4090, platform=Platform.WINDOWS),
         reading("2.7.1+cu126"),
@@ -307,7 +316,8 @@ def test_fix_moves_to_a_newer_release_when_none_of_this_one_fits(kn: Knowledge) 
     hw = hardware("572.16", "12.8", RTX_5090)
     (finding,) = diagnose(env(), reading("2.5.1+cu124"), hw, kn)
     # Driver 572 cannot run CUDA 13, so the newest release with a fitting CUDA 12.8 build.
-    assert "torch 2.11 cu128" in finding.fix
+    assert "it moves to torch 2.11.0 cu128" in finding.fix
+    assert "torch==2.11.0+cu128 --index-url https://download.pytorch.org/whl/cu128" in finding.fix
 
 
 def test_windows_paths_are_quoted_for_cmd(kn: Knowledge) -> None:
@@ -338,3 +348,89 @@ def test_arch_lists_follow_the_environments_os_not_the_hardware_files(kn: Knowle
 def test_a_companion_with_an_unparseable_version_is_not_judged(kn: Knowledge) -> None:
     hw = hardware("572.16", "12.8", RTX_4090)
     assert diagnose(env(), reading("2.7.1+cu128", torchvision="nonsense"), hw, kn) == ()
+
+
+# --- one verdict: what check says matches what plan and fix do -------------------------------------
+
+
+def test_minor_compat_is_a_warning_only_when_a_build_fits_better(kn: Knowledge) -> None:
+    (better,) = diagnose(env(), reading("2.7.1+cu128"), hardware("550.54.14", "12.4", RTX_4090), kn)
+    assert better.severity.value == W
+    assert "install the cu118 build, which fits this driver fully" in better.fix
+    assert "torch==2.7.1+cu118 --index-url https://download.pytorch.org/whl/cu118" in better.fix
+
+    (none,) = diagnose(env(), reading("2.7.1+cu128"), hardware("560.35.05", "12.6", RTX_5090), kn)
+    assert none.code.value == "driver-minor-compat" and none.severity.value == I
+    assert none.fix == (
+        "nothing to do now: no build of torch 2.7.1 fits this driver fully; a driver update to "
+        "570.26 or newer would let cu128 run without compatibility mode"
+    )
+
+
+def test_a_conda_torch_is_told_that_fix_needs_consent_and_gets_no_pip_command(kn: Knowledge) -> None:
+    conda = reading("2.7.1", variant="cpu", torchvision="0.22.1")
+    conda = dataclasses.replace(conda, build=dataclasses.replace(conda.build, installer=Installer.CONDA))
+    (finding,) = diagnose(env(), conda, hardware("572.16", "12.8", RTX_4090), kn)
+    assert "torchdoctor fix --env /home/ana/proj/.venv --allow-conda-mix" in finding.fix
+    assert "conda itself" in finding.fix
+    assert "pip install" not in finding.fix
+
+
+def test_hand_commands_name_the_index_check_was_given(kn: Knowledge) -> None:
+    (finding,) = diagnose(
+        env(),
+        reading("2.7.1+cpu"),
+        hardware("572.16", "12.8", RTX_4090),
+        kn,
+        index_base="http://127.0.0.1:9/",
+    )
+    assert finding.fix.endswith("torch==2.7.1+cu128 --index-url http://127.0.0.1:9/cu128")
+
+
+def test_an_environment_without_pip_is_told_uv_and_a_path_with_a_space_is_quoted(kn: Knowledge) -> None:
+    root = Path("/home/ana/my proj/.venv")
+    bare = PythonEnv(root, root / "bin/python", "3.12.4", env().kind, False, (), Platform.LINUX)
+    (finding,) = diagnose(bare, reading("2.7.1+cpu"), hardware("572.16", "12.8", RTX_4090), kn)
+    assert "torchdoctor fix --env '/home/ana/my proj/.venv'" in finding.fix
+    assert "uv pip install --python '/home/ana/my proj/.venv/bin/python' torch==2.7.1+cu128" in finding.fix
+
+
+def test_a_damaged_torch_is_reinstalled_exactly_not_from_pypi(kn: Knowledge) -> None:
+    broken = reading("2.7.1+cu128", problems=("torch/version.py is missing",))
+    (finding,) = diagnose(env(), broken, hardware("572.16", "12.8", RTX_4090), kn)
+    assert finding.fix.endswith(
+        "pip install --force-reinstall --no-deps torch==2.7.1+cu128 --index-url https://download.pytorch.org/whl/cu128"
+    )
+
+
+def test_nothing_known_fits_points_at_plan_with_the_real_path(kn: Knowledge) -> None:
+    (finding,) = diagnose(env(), reading("2.15.0+cu126"), hardware("580.95.05", "13.0", RTX_5090), kn)
+    assert "torchdoctor plan --env /home/ana/proj/.venv" in finding.fix
+    assert "PATH" not in finding.fix
+
+
+_HAND = re.compile(r"by hand: (.+?)(?:$|;)")
+
+
+@pytest.mark.parametrize(("name", "hw", "build", "expected"), CASES, ids=[c[0] for c in CASES])
+def test_every_hand_command_pins_every_package_and_its_index(
+    kn: Knowledge, name: str, hw: Hardware, build: BuildReading, expected: list[str]
+) -> None:
+    for finding in diagnose(env(hw.platform), build, hw, kn):
+        assert "PATH" not in finding.fix
+        match = _HAND.search(finding.fix)
+        if match is None:
+            continue
+        argv = shlex.split(match.group(1).replace("\\", "/"))
+        url = argv[argv.index("--index-url") + 1]
+        variant = url.rsplit("/", 1)[1]
+        pins = [a for a in argv if a.startswith(("torch", "torchvision", "torchaudio"))]
+        assert pins and pins[0].startswith("torch==")
+        assert all(re.fullmatch(rf"\w+==[\d.]+\+{re.escape(variant)}", p) for p in pins), pins
+        # It changes something: the installed torch and companions are not all already these.
+        have = {f"torch=={build.build.version}"}
+        for comp in ("torchvision", "torchaudio"):
+            info = getattr(build, comp)
+            if info is not None:
+                have.add(f"{comp}=={info.version}")
+        assert "--force-reinstall" in argv or not set(pins) <= have, finding.fix

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -16,11 +17,12 @@ from torchdoctor.service.install.policy import (
     Choice,
     PlanRefusedError,
     Published,
+    build_plan,
     candidate_variants,
     choose_companions,
     choose_torch,
 )
-from torchdoctor.service.models import Hardware, Platform, ProbeState
+from torchdoctor.service.models import Hardware, Installer, Platform, ProbeState
 
 KN = load_knowledge(Path("/nonexistent"))
 CP312 = [
@@ -130,6 +132,18 @@ POLICY = [
         hardware("572.16", "12.8", RTX_4090),
         None,
         "2.13.0+cu126",
+    ),
+    (
+        "a build that fits fully stays, even with a newer one published (check only informs)",
+        hardware("572.16", "12.8", RTX_4090),
+        reading("2.7.1+cu118"),
+        "2.7.1+cu118",
+    ),
+    (
+        "a minor-compat build stays when no build of its release fits the driver fully",
+        hardware("535.104.05", "12.2", RTX_4090),
+        reading("2.9.1+cu126"),
+        "2.9.1+cu126",
     ),
     (
         "Windows 4090 with a 566 driver -> cu126 fits fully",
@@ -263,3 +277,43 @@ def test_an_unknown_release_pairs_torchvision_by_the_rule_and_says_so() -> None:
     )
     assert [str(f.version) for f in companions] == ["0.30.0+cu130"]
     assert any("usual version rule" in n for n in notes)
+
+
+def _plan_for(installed: BuildReading, hw: Hardware) -> tuple[bool, tuple[str, ...]]:
+    pub = published()
+    choice = choose(hw, installed, pub)
+    companions, notes = choose_companions(
+        choice=choice, installed=installed, knowledge=KN, published=pub, tags=CP312
+    )
+    plan = build_plan(
+        environment=Path("/env"),
+        choice=choice,
+        companions=companions,
+        notes=notes,
+        index_base="https://download.pytorch.org/whl",
+        installed=installed,
+    )
+    return plan.changes_nothing, plan.notes
+
+
+def test_a_kept_build_changes_nothing_and_says_why() -> None:
+    hw = hardware("535.104.05", "12.2", RTX_4090)
+    choice = choose(hw, reading("2.9.1+cu126"))
+    assert "as the cu126 build it has" in choice.reason
+    assert "no other build of it fits this driver fully" in choice.reason
+    assert _plan_for(reading("2.9.1+cu126"), hw) == (True, ())
+
+
+def test_a_damaged_torch_is_reinstalled_even_at_the_same_version() -> None:
+    hw = hardware("572.16", "12.8", RTX_4090)
+    changes_nothing, _ = _plan_for(reading("2.7.1+cu128", problems=("torch/version.py is missing",)), hw)
+    assert changes_nothing is False
+
+
+def test_a_conda_torch_plan_says_up_front_that_fix_needs_consent() -> None:
+    conda = reading("2.7.1", variant="cpu")
+    conda = dataclasses.replace(conda, build=dataclasses.replace(conda.build, installer=Installer.CONDA))
+    changes_nothing, notes = _plan_for(conda, hardware("572.16", "12.8", RTX_4090))
+    assert changes_nothing is False
+    assert notes[0].startswith("torch 2.7.1 here was installed by conda")
+    assert "--allow-conda-mix" in notes[0]
