@@ -7,10 +7,14 @@ from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from packaging.tags import Tag
+from packaging.version import Version
 
 from tests.support.hw import env, reading
 from torchdoctor.service.facts.knowledge import Coverage, DriverVersion, load_knowledge
 from torchdoctor.service.facts.variants import cuda_key, variant_cuda
+from torchdoctor.service.install.index import IndexFile
+from torchdoctor.service.install.policy import PlanRefusedError, Published, choose_torch
 from torchdoctor.service.models import (
     ComputeCapability,
     Gpu,
@@ -203,3 +207,54 @@ def test_a_hand_command_is_the_build_fix_would_install_and_info_asks_for_no_fix(
         assert url == f"https://download.pytorch.org/whl/{target_variant}"
         assert f"{target}+{target_variant}" != f"{version}+{variant}"
         assert build_fit(KN, target, target_variant, hw, platform=hw.platform).level is not FitLevel.NONE
+
+
+def _published_everything() -> Published:
+    """Every known (release, CUDA variant) as one py3-none-any wheel, as `plan` would see it."""
+    files: dict[str, dict[str, tuple[IndexFile, ...]]] = {}
+    for version, variant in BUILDS:
+        name = f"torch-{version}+{variant}-py3-none-any.whl"
+        wheel = IndexFile(
+            project="torch",
+            filename=name,
+            url=f"https://download.pytorch.org/whl/{variant}/{name}",
+            version=Version(f"{version}+{variant}"),
+            tags=frozenset({ANY}),
+            sha256="0" * 64,
+            requires_python=None,
+            yanked=False,
+            size=1,
+        )
+        per = files.setdefault(variant, {})
+        per["torch"] = (*per.get("torch", ()), wheel)
+    return Published(files)
+
+
+ANY = Tag("py3", "none", "any")
+EVERYTHING = _published_everything()
+
+
+@settings(max_examples=300, deadline=None)
+@given(hw=machines, build=st.sampled_from(BUILDS))
+def test_check_and_plan_agree_on_whether_there_is_anything_to_fix(
+    hw: Hardware, build: tuple[str, str]
+) -> None:
+    """ok/info => plan keeps the installed build; warn/error => plan installs another one (or refuses)."""
+    version, variant = build
+    installed = reading(f"{version}+{variant}")
+    findings = diagnose(env(hw.platform), installed, hw, KN)
+    try:
+        choice = choose_torch(
+            installed=installed,
+            hardware=hw,
+            knowledge=KN,
+            published=EVERYTHING,
+            tags=[ANY],
+            platform=hw.platform,
+        )
+    except PlanRefusedError:
+        assert any(f.severity is not Severity.INFO for f in findings)
+        return
+    keeps = str(choice.file.version) == f"{version}+{variant}"
+    needs_fixing = any(f.severity is not Severity.INFO for f in findings)
+    assert keeps is not needs_fixing, ([f.fix for f in findings], str(choice.file.version))
