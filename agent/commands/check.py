@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import TextIO
 
-from torchdoctor.agent.args import add_env_arguments, add_hardware_argument
+from torchdoctor.agent.args import add_env_arguments, add_hardware_argument, add_index_base_argument
 from torchdoctor.agent.output import (
     Fit,
     display_path,
@@ -22,6 +22,7 @@ from torchdoctor.service.config import load_settings
 from torchdoctor.service.envs.discover import collect_environments, environment_from_path
 from torchdoctor.service.errors import EXIT_ATTENTION, EXIT_OK
 from torchdoctor.service.facts.knowledge import load_knowledge
+from torchdoctor.service.facts.variants import DEFAULT_INDEX_BASE
 from torchdoctor.service.models import CheckReport, EnvReport, EnvStatus, Hardware, OverallStatus, Severity
 from torchdoctor.service.probe.hardware import resolve_hardware
 from torchdoctor.service.rules.check import check_to_json, run_check
@@ -42,6 +43,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Diagnose every Python environment's torch build against this machine's GPU and driver.",
     )
     add_target_arguments(parser)
+    add_index_base_argument(parser)  # the index the fix texts' hand commands name, as plan uses it
     parser.add_argument("--json", action="store_true", help="print the DESIGN.md JSON document")
     parser.set_defaults(handler=handle)
 
@@ -61,7 +63,13 @@ def collect(args: argparse.Namespace) -> CheckReport:
     # turn out unreadable only become notes.
     explicit = [environment_from_path(p) for p in args.env]
     others = collect_environments(settings, (), discover=not args.no_discover)
-    return run_check(hardware, explicit, others.environments, knowledge, others.notes)
+    index_base = getattr(args, "index_base", DEFAULT_INDEX_BASE)
+    if index_base != DEFAULT_INDEX_BASE:
+        # Only then: the index client's module (ssl, hashlib) is not needed to read a default.
+        from torchdoctor.service.install.index import validate_index_base  # noqa: PLC0415
+
+        index_base = validate_index_base(index_base)
+    return run_check(hardware, explicit, others.environments, knowledge, others.notes, index_base=index_base)
 
 
 def handle(args: argparse.Namespace) -> int:

@@ -192,12 +192,14 @@ def check_externally_managed(env: PythonEnv, options: FixOptions) -> None:
     if marker is None:
         return
     said = externally_managed_error(marker)
+    venv = Path.home() / "venvs" / "torch"  # a real path to copy, not a placeholder
     raise ExternallyManagedError(
         f"{env.root} is an externally managed Python (PEP 668, {marker})"
         + (f": {said.rstrip('.')}." if said else ".")
         + " torchdoctor installs into it only with --break-system-packages",
-        hint="use a virtual environment (python -m venv PATH) and `fix --env PATH`, or pass "
-        "--break-system-packages to install into this one anyway, as pip would",
+        hint=f"make a virtual environment (`{env.python} -m venv {venv}`) and run "
+        f"`torchdoctor fix --env {venv}`, or pass --break-system-packages to install into this one "
+        "anyway, as pip would",
     )
 
 

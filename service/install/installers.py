@@ -56,7 +56,10 @@ _VERSION_PROBE_TIMEOUT: Final = 30.0
 _TAIL_LINES: Final = 200
 # Transport-only uv settings a user may need (corporate certificates, a cache on another disk);
 # none of them changes which packages are chosen.
-_UV_KEEP: Final = frozenset({"UV_CACHE_DIR", "UV_NATIVE_TLS", "UV_HTTP_TIMEOUT", "UV_CONCURRENT_DOWNLOADS"})
+# Where the user keeps caches and how the network is reached stay theirs; what steers installs goes.
+_UV_KEEP: Final = frozenset(
+    {"UV_CACHE_DIR", "UV_NATIVE_TLS", "UV_HTTP_TIMEOUT", "UV_CONCURRENT_DOWNLOADS", "PIP_CACHE_DIR"}
+)
 
 
 class InstallFailedError(TorchdoctorError):

@@ -80,6 +80,8 @@ def make_plan(
     variants = ("cpu",) if not hardware.has_nvidia_gpu else candidate_variants(knowledge, hardware)
     say(f"asking {index_base} for torch builds: {', '.join(variants)}")
     published = _fetch(client, target, variants, ("torch",))
+    # Every torch page missing is a wrong --index-base, not "nothing fits": say the 404 and the URL.
+    client.raise_if_all_missing()
     try:
         choice = choose_torch(
             installed=target.installed,

@@ -168,7 +168,14 @@ def check_machine(
             # A tray started with --env keeps running when that folder is deleted: a note, not an error.
             notes.append(f"{path}: {exc}")
     others = collect_environments(settings, (), discover=options.discover)
-    report = run_check(hardware, explicit, others.environments, knowledge, (*notes, *others.notes))
+    report = run_check(
+        hardware,
+        explicit,
+        others.environments,
+        knowledge,
+        (*notes, *others.notes),
+        index_base=options.index_base,
+    )
     states = [env_state(r) for r in report.environments]
     if options.plan_repairs:
         states = _with_plans(report, states, previous, knowledge, planner or _planner(options.index_base))

@@ -109,7 +109,10 @@ def test_windows_dll_failure_through_the_cli(tmp_path: Path, capsys: pytest.Capt
     assert "Visual C++" in data["hints"][0]["message"]
 
 
-def test_undefined_symbol_through_the_cli_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_undefined_symbol_through_the_cli_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "400")  # the message is the point here, not the wrapping
     env = env_with(tmp_path, StandIn("torch", "2.7.1+cu128", cuda="12.8", import_error=UNDEFINED_SYMBOL))
     rc = main(["bench", "--env", str(env.root), "--device", "cpu"])
     captured = capsys.readouterr()

@@ -152,11 +152,6 @@ def test_failed_pages_are_not_cached_and_are_asked_again_on_the_next_run(
     assert json.loads(good.stdout)["variant"] == "cu128"
 
 
-@pytest.mark.xfail(
-    reason="plan.py must call IndexClient.raise_if_all_missing() after fetching the torch pages "
-    "(service/install/plan.py is not part of this change); until then every 404 reads as "
-    "'no CUDA build published' with a hint at download.pytorch.org",
-)
 def test_an_index_base_that_has_none_of_the_pages_says_404_and_the_url(
     tmp_path: Path, index: IndexServer, venv: PythonEnv
 ) -> None:

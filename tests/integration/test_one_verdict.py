@@ -28,7 +28,6 @@ from tests.support.index_server import IndexServer, publish, torch_family
 from tests.support.scenarios import GPU as RTX_4090_GPUS
 from tests.support.scenarios import NEW_DRIVER, OLD_DRIVER
 from tests.support.standin import StandIn
-from torchdoctor.service.facts.variants import DEFAULT_INDEX_BASE
 from torchdoctor.service.install.installers import installer_environ
 from torchdoctor.service.models import PythonEnv
 
@@ -122,8 +121,9 @@ def _cli(tmp_path: Path, hw: dict[str, Any], *argv: str) -> subprocess.Completed
     )
 
 
-def _check(tmp_path: Path, case: Case, env: PythonEnv) -> dict[str, Any]:
-    proc = _cli(tmp_path, case.hardware, "check", "--json", "--no-discover", "--env", str(env.root))
+def _check(tmp_path: Path, case: Case, env: PythonEnv, index_base: str | None = None) -> dict[str, Any]:
+    extra = ("--index-base", index_base) if index_base else ()
+    proc = _cli(tmp_path, case.hardware, "check", "--json", "--no-discover", "--env", str(env.root), *extra)
     assert proc.returncode in (0, 1), proc.stderr
     doc: dict[str, Any] = json.loads(proc.stdout)["environments"][0]
     assert proc.returncode == (0 if doc["status"] == "ok" else 1)
@@ -200,13 +200,14 @@ def test_every_hand_command_works_as_printed(
 ) -> None:
     """A venv with pip is told `python -m pip install`; one made by uv without pip, `uv pip install`."""
     env = _venv(tmp_path, case, seed_pip=seed_pip)
-    checked = _check(tmp_path, case, env)
+    checked = _check(tmp_path, case, env, index.url)  # the hints name the index check was given
     commands = [m.group(1) for f in checked["findings"] if (m := _HAND.search(f["fix"]))]
     assert commands, checked["findings"]
     for command in commands:
         assert "==" in command and "--index-url" in command
         assert "torch==" in command and "PATH" not in command
-        argv = shlex.split(command.replace(DEFAULT_INDEX_BASE, index.url))
+        assert f"--index-url {index.url}/" in command
+        argv = shlex.split(command)  # run exactly as printed
         assert argv[0] == (str(env.python) if seed_pip else "uv")
         tools = installer_environ()
         tools["PATH"] = f"{Path(uv_bin()).parent}{os.pathsep}{tools.get('PATH', '')}"

@@ -247,6 +247,7 @@ def test_installer_environ_drops_machine_settings() -> None:
         "UV_CONSTRAINT": "/etc/c.txt",
         "UV_INDEX_URL": "https://evil.example/simple",
         "UV_CACHE_DIR": "/cache/uv",
+        "PIP_CACHE_DIR": "/cache/pip",
         "PYTHONPATH": "/mine",
         "VIRTUAL_ENV": "/other/venv",
         "HTTPS_PROXY": "http://proxy:3128",
@@ -263,7 +264,7 @@ def test_installer_environ_drops_machine_settings() -> None:
         assert gone not in env_vars
     assert env_vars["PIP_CONFIG_FILE"] == os.devnull
     assert env_vars["UV_NO_CONFIG"] == "1"
-    for kept in ("PATH", "HOME", "UV_CACHE_DIR", "HTTPS_PROXY"):
+    for kept in ("PATH", "HOME", "UV_CACHE_DIR", "PIP_CACHE_DIR", "HTTPS_PROXY"):
         assert env_vars[kept] == base[kept]
 
 
