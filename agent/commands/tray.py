@@ -10,9 +10,10 @@ import sys
 from torchdoctor.agent.args import add_index_base_argument
 from torchdoctor.agent.commands.check import add_target_arguments
 from torchdoctor.service import paths
+from torchdoctor.service.config import DEFAULT_INTERVAL, load_settings
 from torchdoctor.service.errors import EXIT_OK, BadInputError
 from torchdoctor.service.install.index import validate_index_base
-from torchdoctor.service.monitor.scheduler import DEFAULT_INTERVAL_S, Timing
+from torchdoctor.service.monitor.scheduler import Timing
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -29,9 +30,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument(
         "--interval",
         type=float,
-        default=DEFAULT_INTERVAL_S,
         metavar="SECONDS",
-        help=f"seconds between checks (default {DEFAULT_INTERVAL_S:g})",
+        help=f"seconds between checks (default: `interval` in config.toml, else {DEFAULT_INTERVAL:g})",
     )
     add_index_base_argument(parser)
     # For tests and support sessions: how soon after start the first check runs.
@@ -51,7 +51,9 @@ def handle(args: argparse.Namespace) -> int:
     from torchdoctor.agent.tray.logs import setup_logging  # noqa: PLC0415
     from torchdoctor.service.monitor.cycle import CycleOptions  # noqa: PLC0415
 
-    interval = _positive(args.interval, "--interval", 1.0)
+    interval = _positive(args.interval, "--interval", 1.0) if args.interval is not None else None
+    if interval is None:
+        interval = float(load_settings().interval)  # a bad config.toml: one line naming it, exit 2
     first = _positive(args.first_check_after, "--first-check-after", 0.0)
     index_base = validate_index_base(args.index_base)
     if args.hardware is not None and not args.hardware.is_file():

@@ -26,9 +26,11 @@ from typing import Protocol
 
 import schedule
 
+from torchdoctor.service.config import DEFAULT_INTERVAL
+
 log = logging.getLogger("torchdoctor.scheduler")
 
-DEFAULT_INTERVAL_S = 1800.0
+DEFAULT_INTERVAL_S = float(DEFAULT_INTERVAL)  # config.toml's `interval` default
 
 
 class Reason(StrEnum):

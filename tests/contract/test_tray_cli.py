@@ -43,6 +43,13 @@ def test_without_a_desktop_it_says_so_instead_of_crashing(td_dirs: dict[str, Pat
     assert not (td_dirs["state"] / "tray.door").exists()  # and it let go of the single-instance lock
 
 
+def test_a_bad_interval_in_config_toml_is_named_with_its_line(td_dirs: dict[str, Path]) -> None:
+    (td_dirs["config"] / "config.toml").write_text("roots = []\ninterval = 0\n")
+    proc = tray("--no-discover")
+    assert proc.returncode == 2
+    assert "config.toml, line 2: `interval` must be" in proc.stderr and "Traceback" not in proc.stderr
+
+
 def test_help_lists_the_documented_options() -> None:
     proc = tray("--help")
     assert proc.returncode == 0

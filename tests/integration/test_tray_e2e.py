@@ -70,11 +70,18 @@ def wait_for_log(log: Path, text: str, tray: Spawned, timeout: float = 30.0, aft
 
 
 def start_tray(
-    desktop: Desktop, hw: Path, env_root: Path, index: IndexServer, *, backend: str = "appindicator"
+    desktop: Desktop,
+    hw: Path,
+    env_root: Path,
+    index: IndexServer,
+    *,
+    backend: str = "appindicator",
+    interval: str | None = "3600",
 ) -> Spawned:
     argv = [
         sys.executable, "-m", "torchdoctor.agent", "tray", "--hardware", str(hw), "--env", str(env_root),
-        "--no-discover", "--index-base", index.url, "--interval", "3600", "--first-check-after", "0",
+        "--no-discover", "--index-base", index.url, "--first-check-after", "0",
+        *(["--interval", interval] if interval else []),
     ]  # fmt: skip
     return desktop.spawn(f"tray-{backend}", argv, env={"PYSTRAY_BACKEND": backend, **td_env()})
 
@@ -217,7 +224,8 @@ def test_on_the_menu_less_xorg_backend_the_tray_says_so_once_and_keeps_checking(
     hw = tmp_path / "hw.json"
     hw.write_text(json.dumps(NEW_DRIVER))
     log = td_dirs["log"] / "tray.log"
-    tray = start_tray(desktop, hw, env.root, index, backend="xorg")
+    (td_dirs["config"] / "config.toml").write_text("interval = 900\n")  # no --interval: config.toml's
+    tray = start_tray(desktop, hw, env.root, index, backend="xorg", interval=None)
     wait_for_log(log, "status: ok", tray)
     assert desktop.wait_for_tray_icon().rect.width > 1  # a real icon, docked
     note = desktop.wait_for_notification(lambda n: "no tray menu" in n.summary)
@@ -226,4 +234,4 @@ def test_on_the_menu_less_xorg_backend_the_tray_says_so_once_and_keeps_checking(
     text = log.read_text()
     assert text.count("WARNING torchdoctor.tray: This desktop offers torchdoctor no tray menu") == 1
     assert text.count("notification: torchdoctor has no tray menu here") == 1
-    assert "backend xorg" in text
+    assert "tray starting (backend xorg, check every 900 s)" in text
