@@ -114,7 +114,9 @@ class _Report:
 
     def figure(self, key: str, value: float, note: Optional[str] = None) -> None:
         if _finite(value):
-            self.data["figures"][key] = round(float(value), 4)
+            # Four significant digits, not four decimals: 151.3 TFLOP/s and a stand-in's 3.2e-05 alike
+            # (rounding to decimals turned tiny figures into a misleading 0.0 under load).
+            self.data["figures"][key] = float("%.4g" % float(value))
             if note:
                 self.data["figure_notes"][key] = note
 
