@@ -68,6 +68,7 @@ class TrayApp:
         self.options = options
         self.instance = instance
         self._lock = threading.RLock()
+        self._render_lock = threading.Lock()
         loaded = load_state()
         if loaded.problem:
             log.warning("%s", loaded.problem)
@@ -99,18 +100,22 @@ class TrayApp:
         icon = self._icon
         if icon is None:
             return
-        view = self.view
-        status = menus.tray_status(view)
-        try:
-            if status is not self._shown:
-                icon.icon = status_image(status, ICON_SIZE)
-                self._shown = status
-                log.info("status: %s", status.value)
-            icon.title = self._title(view)
-            if icon.HAS_MENU:
-                icon.update_menu()
-        except Exception:  # a tray host that went away must not kill the checks
-            log.exception("updating the tray icon failed")
+        # One of our threads at a time talks to pystray (its xorg backend calls Xlib from the
+        # caller's thread), and the view is read inside the lock, so the last render shows the
+        # newest view even when two threads change it at once.
+        with self._render_lock:
+            view = self.view
+            status = menus.tray_status(view)
+            try:
+                if status is not self._shown:
+                    icon.icon = status_image(status, ICON_SIZE)
+                    self._shown = status
+                    log.info("status: %s", status.value)
+                icon.title = self._title(view)
+                if icon.HAS_MENU:
+                    icon.update_menu()
+            except Exception:  # a tray host that went away must not kill the checks
+                log.exception("updating the tray icon failed")
 
     # --- checks (the loop's thread) -------------------------------------------------------------
 
