@@ -27,6 +27,7 @@ import pytest
 
 from tests.support.envs import install_standins, make_venv, tree_digest
 from tests.support.index_server import IndexServer, publish
+from tests.support.scenarios import family
 from tests.support.standin import StandIn, build_wheel, torch_version_py
 from torchdoctor.service.envs.builds import read_build
 from torchdoctor.service.envs.discover import environment_from_path
@@ -48,14 +49,6 @@ MARKER_TEXT = (
     " python3-xyz, where xyz is the package you are trying to\n"
     " install.\n"
 )
-
-
-def family(variant: str, **torch_kwargs: Any) -> list[StandIn]:
-    cuda = None if variant == "cpu" else f"{variant[2:4]}.{variant[4]}"
-    return [
-        StandIn("torch", f"2.7.1+{variant}", cuda=cuda, **torch_kwargs),
-        StandIn("torchvision", f"0.22.1+{variant}"),
-    ]
 
 
 @pytest.fixture

@@ -13,12 +13,12 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.support.envs import install_standins, make_venv, tree_digest
 from tests.support.index_server import IndexServer, publish
+from tests.support.scenarios import family
 from tests.support.standin import StandIn
 from torchdoctor.service.envs.builds import read_build
 from torchdoctor.service.facts.knowledge import load_knowledge
@@ -32,14 +32,6 @@ RTX_4090 = {
     "gpus": [{"name": "NVIDIA GeForce RTX 4090", "compute_capability": "8.9"}],
 }
 KN = load_knowledge(Path("/nonexistent"))
-
-
-def family(variant: str, **torch_kwargs: Any) -> list[StandIn]:
-    cuda = None if variant == "cpu" else f"{variant[2:4]}.{variant[4]}"
-    return [
-        StandIn("torch", f"2.7.1+{variant}", cuda=cuda, **torch_kwargs),
-        StandIn("torchvision", f"0.22.1+{variant}"),
-    ]
 
 
 @pytest.fixture
