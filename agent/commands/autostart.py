@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Final, TextIO
 
 from torchdoctor.agent.autostart import (
@@ -18,7 +17,7 @@ from torchdoctor.agent.autostart import (
     disable_autostart,
     enable_autostart,
 )
-from torchdoctor.agent.output import paint, use_colour, write_json
+from torchdoctor.agent.output import display_path, paint, use_colour, write_json
 from torchdoctor.service.errors import EXIT_OK
 
 SCHEMA_VERSION: Final = 1
@@ -59,18 +58,10 @@ def status_to_json(status: AutostartStatus) -> dict[str, object]:
     }
 
 
-def _display(location: str) -> str:
-    """A path under the home folder as `~/…`: shorter, and what people type."""
-    home = str(Path.home())
-    if home not in ("", "/") and location.startswith(home + "/"):
-        return "~" + location[len(home) :]
-    return location
-
-
 def render(status: AutostartStatus, *, colour: bool) -> list[str]:
     """One headline, then one line per remaining note; pure, so tests read it without a terminal."""
     notes = list(status.notes)
-    where = _display(status.location)
+    where = display_path(status.location)
     if status.disabled_by_user:
         # The status puts the reason it is off first.
         reason = notes.pop(0) if notes else "turned off by the user"
