@@ -15,6 +15,7 @@ import ast
 import json
 import re
 import zipfile
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from email.parser import HeaderParser
@@ -25,6 +26,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from torchdoctor.service import boundedio
 from torchdoctor.service.envs.archscan import read_arch_flags
 from torchdoctor.service.errors import UnreadableError
 from torchdoctor.service.facts.knowledge import ArchList, Knowledge
@@ -91,9 +93,10 @@ def _iter_dist_infos(
 def read_dist_info(path: Path) -> DistInfo | None:
     """Parse METADATA (an RFC 822 header block); None when it is missing or unreadable."""
     try:
-        text = (path / "METADATA").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return None
+        data = boundedio.read_bytes(path / "METADATA", limit=boundedio.METADATA_LIMIT, what="METADATA")
+    except boundedio.BoundedReadError:
+        return None  # missing, a FIFO, or absurdly large: not a record we can read
+    text = data.decode("utf-8", "replace")
     headers = HeaderParser().parsestr(text, headersonly=True)
     name, version = headers.get("Name"), headers.get("Version")
     if not name or not version:
@@ -251,7 +254,11 @@ def requirement_names(requires: Iterable[str]) -> set[str]:
 
 
 def wheel_requirements(wheel: Path) -> tuple[str, ...]:
-    """The `Requires-Dist` lines of a wheel file's METADATA (empty if it cannot be read)."""
+    """The `Requires-Dist` lines of a wheel file's METADATA (empty if it cannot be read).
+
+    A METADATA that unpacks to more than `boundedio.METADATA_LIMIT` (a zip bomb) raises
+    BoundedReadError instead: that wheel is hostile, and installing it must not go ahead.
+    """
     try:
         with zipfile.ZipFile(wheel) as zf:
             name = next(
@@ -259,9 +266,10 @@ def wheel_requirements(wheel: Path) -> tuple[str, ...]:
             )
             if name is None:
                 return ()
-            text = zf.read(name).decode("utf-8", "replace")
-    except (OSError, zipfile.BadZipFile):
+            data = boundedio.read_zip_member(zf, name, what=f"the METADATA of {wheel.name}")
+    except (OSError, zipfile.BadZipFile, zlib.error, EOFError):
         return ()
+    text = data.decode("utf-8", "replace")
     return tuple(HeaderParser().parsestr(text, headersonly=True).get_all("Requires-Dist") or ())
 
 

@@ -24,7 +24,7 @@ from typing import Final, cast
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from torchdoctor.service import paths
+from torchdoctor.service import boundedio, paths
 from torchdoctor.service.errors import KnowledgeError
 from torchdoctor.service.models import ComputeCapability, Platform
 
@@ -427,7 +427,8 @@ def _merge(base: dict[str, object], override: Mapping[str, object]) -> dict[str,
 
 def _read_json(path: Path, origin: str) -> dict[str, object]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        text = boundedio.read_text(path, what=origin, error=KnowledgeError)
+        data = boundedio.loads_json(text, what=origin, error=KnowledgeError)
     except OSError as exc:
         raise KnowledgeError(f"cannot read {origin}: {exc.strerror or exc}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

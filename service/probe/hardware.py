@@ -25,7 +25,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Final, TypeVar
 
-from torchdoctor.service import proc
+from torchdoctor.service import boundedio, proc
 from torchdoctor.service.errors import HardwareFileError, SubprocessTimeoutError
 from torchdoctor.service.models import (
     ComputeCapability,
@@ -690,7 +690,7 @@ def _decode(data: bytes) -> str:
 
 def _load(path: Path, label: str) -> Hardware:
     try:
-        data = path.read_bytes()
+        data = boundedio.read_bytes(path, what=label, error=HardwareFileError)
     except FileNotFoundError:
         raise HardwareFileError(f"{label} {path} does not exist") from None
     except IsADirectoryError:
@@ -702,7 +702,7 @@ def _load(path: Path, label: str) -> Hardware:
     except UnicodeDecodeError:
         raise HardwareFileError(f"{label} {path} is not text (expected UTF-8 JSON)") from None
     try:
-        obj = json.loads(text)
+        obj = boundedio.loads_json(text, what=f"{label} {path}", error=HardwareFileError)
     except json.JSONDecodeError as exc:
         raise HardwareFileError(
             f"{label} {path} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
