@@ -5,35 +5,92 @@ the plan does not choose; so torchdoctor fetches the torch-family wheels itself,
 `sha256` (and size) the index gave, and hands the installer local files. A CUDA torch wheel is
 2-3 GB: it is streamed to a `.part` file with progress, renamed only when complete and verified,
 and kept in the cache so a retried `fix` does not download it again.
+
+Limits, because the tray runs `fix` unattended against an index it cannot vouch for:
+  size      the index's `size` (PEP 691), else the response's Content-Length, else
+            MAX_WHEEL_BYTES (6 GiB: the largest CUDA torch wheels are ~3.5 GB). A body longer
+            than its declared size is cut off and refused, as is a declared size over the cap.
+  stalls    at least STALL_MIN_BYTES must arrive in every STALL_WINDOW_S seconds; a server that
+            sends a byte every few seconds (slow loris) never trips the socket timeout otherwise.
+  deadline  DOWNLOAD_DEADLINE_S for a whole file, whatever the rate.
+  disk      ENOSPC / EDQUOT is DiskFullError (code `disk-full`), naming the folder and the size
+            needed; it is not retried and never called a network problem. The free space is
+            checked before the first byte when the size is known.
+Partial files are named `<wheel>.<pid>.part`, so two processes never share one, and a `.part`
+left by a killed process (its pid no longer running) is removed by the next download.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
+import os
+import shutil
 import ssl
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 from urllib.parse import urlsplit
 
+import psutil
+
 from torchdoctor.service import paths
+from torchdoctor.service.boundedio import describe_size
 from torchdoctor.service.errors import TorchdoctorError
 from torchdoctor.service.install.hashing import CHUNK, sha256_file
 from torchdoctor.service.install.index import IndexFile, check_url, default_opener
+from torchdoctor.service.install.urlsecrets import redact
 
 # Statuses another attempt may fix; any other error status is the answer (404: not there, 403: refused).
 _RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
 Progress = Callable[[IndexFile, int, int | None], None]  # file, bytes so far, total
 
+MAX_WHEEL_BYTES: Final = 6 * 1024**3
+STALL_WINDOW_S: Final = 60.0
+STALL_MIN_BYTES: Final = 64 * 1024
+DOWNLOAD_DEADLINE_S: Final = 4 * 3600.0  # 3.5 GB at 250 KB/s
+_DISK_FULL: Final = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
+_PART: Final = ".part"
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """How much and how slowly a download may arrive (module constants by default; tests shrink them)."""
+
+    max_bytes: int = MAX_WHEEL_BYTES
+    stall_window: float = STALL_WINDOW_S
+    stall_min_bytes: int = STALL_MIN_BYTES
+    deadline: float = DOWNLOAD_DEADLINE_S
+
 
 class DownloadError(TorchdoctorError):
     """A wheel could not be downloaded completely (network, server, or a hash that does not match)."""
 
     code = "download-failed"
+
+
+class DownloadRefusedError(DownloadError):
+    """The server sent more, or far more slowly, than a wheel can be: not retried."""
+
+
+class DiskFullError(TorchdoctorError):
+    """The disk (or the user's quota) holding the download folder is full: not a network problem."""
+
+    code = "disk-full"
+
+
+def disk_full(folder: Path, needed: int | None) -> DiskFullError:
+    how_much = f" ({describe_size(needed)} needed)" if needed else ""
+    return DiskFullError(
+        f"the disk holding {folder} is full{how_much}",
+        hint="free space there or run `torchdoctor cache clean`; nothing in the environment was changed",
+    )
 
 
 def wheel_cache() -> Path:
@@ -55,11 +112,14 @@ def download(
     retries: int = 2,
     progress: Progress | None = None,
     opener: urllib.request.OpenerDirector | None = None,
+    limits: Limits | None = None,
 ) -> Path:
     """Fetch one wheel into `dest_dir` (the wheel cache by default) and return its path."""
     check_url(file.url, what="wheel URL")
+    limits = limits or Limits()
     folder = dest_dir if dest_dir is not None else wheel_cache()
-    folder.mkdir(parents=True, exist_ok=True)
+    paths.private_dir(folder)
+    remove_stale_parts(folder)
     dest = folder / file.filename
     if _cached(file, dest):
         if progress is not None:
@@ -72,9 +132,9 @@ def download(
         if attempt:
             time.sleep(min(2.0**attempt, 10.0))
         try:
-            return _fetch(file, dest, open_url, timeout, progress)
-        except DownloadError:
-            raise  # a hash or size mismatch does not get better by asking again
+            return _fetch(file, dest, open_url, timeout=timeout, progress=progress, limits=limits)
+        except (DownloadError, DiskFullError):
+            raise  # a hash or size mismatch, or a full disk, does not get better by asking again
         except urllib.error.HTTPError as exc:
             with contextlib.closing(exc):
                 last = exc
@@ -86,7 +146,7 @@ def download(
                 host = _host(file.url)
                 raise DownloadError(
                     f"could not download {file.filename}: TLS/certificate problem with {host} "
-                    f"at {file.url} ({tls})",
+                    f"at {redact(file.url)} ({tls})",
                     hint=f"check that {host} serves https with a certificate this computer trusts "
                     f"(SSL_CERT_FILE names extra trusted certificates); {unchanged}",
                 ) from exc
@@ -95,7 +155,7 @@ def download(
         raise _status_error(file, last, unchanged, asked=retries + 1)
     reason = getattr(last, "reason", None) or last
     raise DownloadError(
-        f"could not download {file.filename} from {file.url}: {reason}",
+        f"could not download {file.filename} from {redact(file.url)}: {reason}",
         hint=f"check the network connection and that {_host(file.url)} is up, then try again; {unchanged}",
     )
 
@@ -118,7 +178,7 @@ def _status_error(
     else:
         hint = f"check that this computer may read from {_host(file.url)}; {unchanged}"
     return DownloadError(
-        f"could not download {file.filename}: the server answered {status} at {file.url}{times}",
+        f"could not download {file.filename}: the server answered {status} at {redact(file.url)}{times}",
         hint=hint,
     )
 
@@ -138,27 +198,98 @@ def _tls_failure(exc: BaseException) -> str | None:
     return None
 
 
+def remove_stale_parts(folder: Path) -> list[Path]:
+    """Remove `.part` files whose writer is gone (SIGKILL, power loss); return what was removed."""
+    removed: list[Path] = []
+    try:
+        candidates = [p for p in folder.iterdir() if p.name.endswith(_PART)]
+    except OSError:
+        return removed
+    for part in candidates:
+        owner = part.name[: -len(_PART)].rpartition(".")[2]
+        if owner.isdigit() and int(owner) != os.getpid() and psutil.pid_exists(int(owner)):
+            continue  # another running download's file
+        with contextlib.suppress(OSError):
+            part.unlink()
+            removed.append(part)
+    return removed
+
+
+def _declared_size(file: IndexFile, header: str | None, limits: Limits) -> int | None:
+    """The size the body must have: the index's, else Content-Length; refused when it passes the cap."""
+    length = int(header) if header and header.isdigit() else None
+    if file.size is not None and length is not None and length != file.size:
+        raise DownloadRefusedError(
+            f"could not download {file.filename}: the server says it is {length} bytes, "
+            f"the index said {file.size}",
+            hint="the index and its file server disagree; nothing was installed",
+        )
+    size = file.size if file.size is not None else length
+    if size is not None and size > limits.max_bytes:
+        raise DownloadRefusedError(
+            f"could not download {file.filename}: it is {describe_size(size)}, more than the "
+            f"{describe_size(limits.max_bytes)} a wheel may be",
+            hint="that is not a torch wheel; check --index-base; nothing was installed",
+        )
+    return size
+
+
+def _check_free_space(folder: Path, needed: int | None) -> None:
+    if needed is None:
+        return
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return
+    if free < needed:
+        raise disk_full(folder, needed)
+
+
 def _fetch(
     file: IndexFile,
     dest: Path,
     opener: urllib.request.OpenerDirector,
+    *,
     timeout: float,
     progress: Progress | None,
+    limits: Limits,
 ) -> Path:
-    part = dest.with_name(dest.name + ".part")
+    part = dest.with_name(f"{dest.name}.{os.getpid()}{_PART}")
     request = urllib.request.Request(file.url, headers={"User-Agent": "torchdoctor"})  # noqa: S310 - https or loopback, checked above
     digest = hashlib.sha256()
     done = 0
+    total: int | None = file.size
+    started = time.monotonic()
+    window_start, window_bytes = started, 0
     try:
-        with opener.open(request, timeout=timeout) as response, part.open("wb") as out:
-            header = response.headers.get("Content-Length")
-            total = int(header) if header and header.isdigit() else file.size
-            while chunk := response.read(CHUNK):
-                out.write(chunk)
-                digest.update(chunk)
-                done += len(chunk)
-                if progress is not None:
-                    progress(file, done, total)
+        with opener.open(request, timeout=timeout) as response:
+            total = _declared_size(file, response.headers.get("Content-Length"), limits)
+            _check_free_space(dest.parent, total)
+            cap = total if total is not None else limits.max_bytes
+            # read1: whatever has arrived; read(n) would wait for all n bytes, however slowly they came.
+            read = getattr(response, "read1", response.read)
+            with paths.open_private(part, "wb") as out:
+                while chunk := read(min(CHUNK, cap + 1 - done)):
+                    done += len(chunk)
+                    if done > cap:
+                        raise _too_long(file, total, cap)
+                    out.write(chunk)
+                    digest.update(chunk)
+                    if progress is not None:
+                        progress(file, done, total)
+                    now = time.monotonic()
+                    window_bytes += len(chunk)
+                    if now - started > limits.deadline:
+                        raise _too_slow(file, f"it took more than {limits.deadline:g} s", done, total)
+                    if now - window_start >= limits.stall_window:
+                        if window_bytes < limits.stall_min_bytes:
+                            raise _too_slow(
+                                file,
+                                f"only {window_bytes} bytes arrived in {now - window_start:.0f} s",
+                                done,
+                                total,
+                            )
+                        window_start, window_bytes = now, 0
         if total is not None and done != total:
             raise OSError(f"the connection closed after {done} of {total} bytes")
         if file.sha256 is not None and digest.hexdigest() != file.sha256:
@@ -169,8 +300,29 @@ def _fetch(
             )
         part.replace(dest)
         return dest
+    except OSError as exc:
+        if exc.errno in _DISK_FULL:
+            raise disk_full(dest.parent, total) from None
+        raise
     finally:
         part.unlink(missing_ok=True)
+
+
+def _too_long(file: IndexFile, total: int | None, cap: int) -> DownloadRefusedError:
+    said = f"the {total} bytes it declared" if total is not None else f"the {describe_size(cap)} cap"
+    return DownloadRefusedError(
+        f"could not download {file.filename}: the server sent more than {said}",
+        hint="that is not the wheel the index listed; nothing was installed",
+    )
+
+
+def _too_slow(file: IndexFile, why: str, done: int, total: int | None) -> DownloadRefusedError:
+    of = f" of {total}" if total is not None else ""
+    return DownloadRefusedError(
+        f"could not download {file.filename}: the server is too slow ({why}; {done}{of} bytes received "
+        f"from {_host(file.url)})",
+        hint="try again later or use another --index-base; nothing was installed",
+    )
 
 
 def remote_size(

@@ -46,6 +46,7 @@ from packaging.version import InvalidVersion, Version
 from torchdoctor.service import paths
 from torchdoctor.service.errors import BadInputError, TorchdoctorError
 from torchdoctor.service.facts.variants import DEFAULT_INDEX_BASE
+from torchdoctor.service.install.urlsecrets import AuthHandler, hide_parts, redact, register, unhide_parts
 
 # PEP 691 content negotiation: JSON if the server has it, HTML otherwise.
 ACCEPT: Final = "application/vnd.pypi.simple.v1+json, text/html;q=0.1"
@@ -60,9 +61,13 @@ _MAX_BACKOFF_S: Final = 8.0
 _MAX_RETRY_AFTER_S: Final = 10.0
 _RETRY_STATUSES: Final = frozenset({429, 500, 502, 503, 504})
 _MISSING_STATUSES: Final = frozenset({404, 410})
-_CACHE_FORMAT: Final = 1
+_CACHE_FORMAT: Final = 2  # 2: secret path segments hidden, url stored redacted
+_READ_CHUNK: Final = 64 * 1024
 _SHA256_RE: Final = re.compile(r"^[0-9a-fA-F]{64}$")
 _VARIANT_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_CONTROL_RE: Final = re.compile(r"[\x00-\x20\x7f]")
+# A whole page must arrive within this, however steadily the server trickles it (slow loris).
+PAGE_DEADLINE_S: Final = 120.0
 
 
 class InsecureIndexError(BadInputError):
@@ -177,12 +182,21 @@ def is_loopback_host(host: str | None) -> bool:
 
 
 def check_url(url: str, *, what: str) -> None:
-    """Raise InsecureIndexError unless `url` is https, or plain http to a loopback host."""
+    """Raise InsecureIndexError unless `url` is https, or plain http to a loopback host.
+
+    Whitespace and control characters are refused too: http.client would reject them later with
+    a ValueError that reads as a crash, and a URL holding them is not one anyone meant.
+    """
+    if _CONTROL_RE.search(url):
+        raise InsecureIndexError(
+            f"The {what} {redact(url)!r} contains spaces or control characters; it is not a valid URL.",
+            hint="give the index as https://host/path, e.g. " + DEFAULT_INDEX_BASE,
+        )
     try:
         parts = urlsplit(url)
         host = parts.hostname
     except ValueError as exc:
-        raise InsecureIndexError(f"The {what} {url!r} is not a valid URL ({exc}).") from exc
+        raise InsecureIndexError(f"The {what} {redact(url)!r} is not a valid URL ({exc}).") from exc
     scheme = parts.scheme.lower()
     if scheme == "https" and host:
         return
@@ -190,21 +204,25 @@ def check_url(url: str, *, what: str) -> None:
         if is_loopback_host(host):
             return
         raise InsecureIndexError(
-            f"The {what} {url} uses plain http; torchdoctor only downloads over https "
+            f"The {what} {redact(url)} uses plain http; torchdoctor only downloads over https "
             "(plain http is allowed only for this computer's loopback address).",
             hint="use the https:// address of the index",
         )
     raise InsecureIndexError(
-        f"The {what} {url!r} is not an https:// URL; torchdoctor only downloads over https.",
+        f"The {what} {redact(url)!r} is not an https:// URL; torchdoctor only downloads over https.",
         hint="give the index as https://host/path, e.g. " + DEFAULT_INDEX_BASE,
     )
 
 
 def validate_index_base(url: str) -> str:
-    """Check an `--index-base` URL and return it without the trailing slash."""
+    """Check an `--index-base` URL and return it without the trailing slash.
+
+    Credentials in it (`https://user:token@host/...`) are taken out and remembered for that host
+    (urlsecrets.register): the URL returned, and every URL derived from it, has none.
+    """
     text = url.strip()
     check_url(text, what="index URL")
-    return text.rstrip("/")
+    return register(text).rstrip("/")
 
 
 def _check_variant(variant: str) -> str:
@@ -261,7 +279,7 @@ def _make_file(
     """One link -> an IndexFile, None (not a wheel) or a note saying why it was skipped."""
     name = filename or unquote(PurePosixPath(urlsplit(url).path).name)
     try:
-        check_url(url, what=f"file link on {page_url}")
+        check_url(url, what=f"file link on {redact(page_url)}")
     except InsecureIndexError as exc:
         return _Refused(exc) if name.lower().endswith(".whl") else None
     if not name.lower().endswith(".whl"):
@@ -350,7 +368,9 @@ def parse_simple_json(body: str, page_url: str, project: str) -> ParsedPage:
     """Parse a PEP 691 project page (api-version 1.x)."""
 
     def bad(why: str) -> IndexResponseError:
-        return IndexResponseError(f"The index page {page_url} is not PEP 691 JSON we can read: {why}.")
+        return IndexResponseError(
+            f"The index page {redact(page_url)} is not PEP 691 JSON we can read: {why}."
+        )
 
     try:
         data = json.loads(body)
@@ -439,8 +459,9 @@ class _SafeRedirectHandler(urllib.request.HTTPRedirectHandler):
 
 
 def default_opener(base_url: str) -> urllib.request.OpenerDirector:
-    """urllib with safe redirects; proxies from the environment except for loopback indexes."""
-    handlers: list[urllib.request.BaseHandler] = [_SafeRedirectHandler()]
+    """urllib with safe redirects, the registered index credentials (same host only), and proxies
+    from the environment except for loopback indexes."""
+    handlers: list[urllib.request.BaseHandler] = [_SafeRedirectHandler(), AuthHandler()]
     if is_loopback_host(urlsplit(base_url).hostname):
         handlers.append(urllib.request.ProxyHandler({}))  # a proxy cannot reach our own loopback
     return urllib.request.build_opener(*handlers)
@@ -551,9 +572,11 @@ class IndexClient:
         opener: Opener | None = None,
         backoff: float = 0.5,
         sleep: Callable[[float], None] = time.sleep,
+        page_deadline: float = PAGE_DEADLINE_S,
     ) -> None:
         self.base_url = validate_index_base(base_url)
         self.timeout = timeout
+        self.page_deadline = page_deadline
         self.retries = max(0, retries)
         self.cache_ttl = cache_ttl
         self.backoff = backoff
@@ -595,7 +618,7 @@ class IndexClient:
             if cached is None:
                 raise
             note = (
-                f"{exc.message} Using the copy of {url} cached {_age(now - cached.fetched_at)} ago; "
+                f"{exc.message} Using the copy of {redact(url)} cached {_age(now - cached.fetched_at)} ago; "
                 "it may miss newer releases."
             )
             return self._page(url, project, cached, from_cache=True, stale=True, extra_notes=(note,))
@@ -631,10 +654,10 @@ class IndexClient:
         others = len(missing) - 1
         also = f" (and {others} other page{'s' if others != 1 else ''} asked for)" if others else ""
         raise IndexResponseError(
-            f"The package index answered {status} at {url}{also}: "
-            f"{self.base_url} has none of the pages torchdoctor asked for.",
-            hint=f"check --index-base {self.base_url}: torchdoctor reads BASE/<variant>/<project>/ "
-            f"pages from it, e.g. {url}",
+            f"The package index answered {status} at {redact(url)}{also}: "
+            f"{redact(self.base_url)} has none of the pages torchdoctor asked for.",
+            hint=f"check --index-base {redact(self.base_url)}: torchdoctor reads BASE/<variant>/<project>/ "
+            f"pages from it, e.g. {redact(url)}",
         )
 
     def _page(
@@ -651,7 +674,7 @@ class IndexClient:
             parsed = ParsedPage(())
         else:
             parsed = parse_page(fetched.body, fetched.content_type, fetched.final_url, project)
-        notes = extra_notes + tuple(f"{url}: {n}" for n in parsed.notes)
+        notes = extra_notes + tuple(f"{redact(url)}: {n}" for n in parsed.notes)
         with self._lock:
             self._notes.extend(notes)
             self._found = self._found or fetched.status not in _MISSING_STATUSES
@@ -681,14 +704,14 @@ class IndexClient:
         if last.status is not None:
             # It answered: not "offline", but down or overloaded, and we say what it said.
             raise IndexUnreachableError(
-                f"The package index answered {last.reason} at {url} (asked {tries}).",
-                hint=f"the index at {self.base_url} is failing; try again later, "
+                f"The package index answered {last.reason} at {redact(url)} (asked {tries}).",
+                hint=f"the index at {redact(self.base_url)} is failing; try again later, "
                 "or give --index-base another mirror",
             )
         raise IndexUnreachableError(
-            f"Could not reach the package index at {url} (tried {tries}; {last.reason}).",
+            f"Could not reach the package index at {redact(url)} (tried {tries}; {last.reason}).",
             hint=f"check the network connection and proxy settings, and that {_host(url)} is up "
-            f"(the index in use is {self.base_url})",
+            f"(the index in use is {redact(self.base_url)})",
         )
 
     def _fetch_once(self, url: str) -> _Fetched:
@@ -696,7 +719,7 @@ class IndexClient:
         request = urllib.request.Request(url, headers={"Accept": ACCEPT, "User-Agent": self._user_agent})  # noqa: S310
         try:
             with self._opener.open(request, timeout=self.timeout) as response:
-                body = response.read(_MAX_PAGE_BYTES + 1)
+                body = self._read_body(response, url)
                 final_url = response.geturl() or url
                 content_type = response.headers.get("Content-Type", "text/html")
                 charset = response.headers.get_content_charset() or "utf-8"
@@ -707,8 +730,8 @@ class IndexClient:
                 if exc.code in _RETRY_STATUSES:
                     raise _Retryable(_status_text(exc), _retry_after(exc.headers), status=exc.code) from exc
                 raise IndexResponseError(
-                    f"The package index answered {_status_text(exc)} at {url}.",
-                    hint=f"check that --index-base {self.base_url} is right and that this computer "
+                    f"The package index answered {_status_text(exc)} at {redact(url)}.",
+                    hint=f"check that --index-base {redact(self.base_url)} is right and that this computer "
                     "may read it",
                 ) from exc
         except (urllib.error.URLError, ssl.SSLError) as exc:
@@ -717,21 +740,52 @@ class IndexClient:
             raise _Retryable(_describe(exc)) from exc
         except (TimeoutError, ConnectionError, HTTPException) as exc:
             raise _Retryable(_describe(exc)) from exc
-        if len(body) > _MAX_PAGE_BYTES:
-            raise IndexResponseError(f"The index page {url} is larger than {_MAX_PAGE_BYTES} bytes.")
         check_url(final_url, what="index page")
-        text = body.decode(charset, errors="replace")
+        try:
+            text = body.decode(charset, errors="replace")
+        except LookupError:
+            # A charset Python does not know ("charset=bogus"): index pages are ASCII in practice.
+            text = body.decode("utf-8", errors="replace")
         return _Fetched(200, final_url, content_type, text, time.time())
+
+    def _read_body(self, response: Response, url: str) -> bytes:
+        """The body, refused past _MAX_PAGE_BYTES or when it has not all arrived by `page_deadline`.
+
+        The socket timeout only bounds each read: a server trickling a byte every few seconds
+        would otherwise hold `plan` (and the tray's check) forever.
+        """
+        started = time.monotonic()
+        parts: list[bytes] = []
+        size = 0
+        # read1: whatever has arrived; read(n) would wait for all n bytes however slowly they come.
+        read = getattr(response, "read1", response.read)
+        while chunk := read(min(_READ_CHUNK, _MAX_PAGE_BYTES + 1 - size)):
+            parts.append(chunk)
+            size += len(chunk)
+            if size > _MAX_PAGE_BYTES:
+                raise IndexResponseError(
+                    f"The index page {redact(url)} is larger than {_MAX_PAGE_BYTES} bytes; "
+                    "it is not an index page.",
+                    hint=f"check --index-base {redact(self.base_url)}",
+                )
+            elapsed = time.monotonic() - started
+            if elapsed > self.page_deadline:
+                raise IndexResponseError(
+                    f"The package index sent {redact(url)} too slowly ({size} bytes in {elapsed:.0f} s).",
+                    hint=f"the index at {redact(self.base_url)} is failing; try again later, "
+                    "or give --index-base another mirror",
+                )
+        return b"".join(parts)
 
     def _tls_error(self, url: str, exc: BaseException) -> IndexTLSError:
         """Not worth retrying, and not "offline": the host answered, but TLS with it failed."""
         host = _host(url)
         return IndexTLSError(
-            f"TLS/certificate problem with {host} at {url}: {_describe(exc)}.",
+            f"TLS/certificate problem with {host} at {redact(url)}: {_describe(exc)}.",
             hint=f"check that {host} serves https with a certificate this computer trusts "
             "(a self-signed certificate, a proxy that rewrites TLS or a wrong clock cause this; "
             "SSL_CERT_FILE names extra trusted certificates); "
-            f"the index in use is {self.base_url}",
+            f"the index in use is {redact(self.base_url)}",
         )
 
     # The cache: one JSON file per page URL, written atomically so a reader never sees half a page.
@@ -746,13 +800,13 @@ class IndexClient:
         except (OSError, ValueError):
             return None
         try:
-            if data["format"] != _CACHE_FORMAT or data["url"] != url or data["status"] != 200:
-                return None  # older versions kept 404s: asked again now
+            if data["format"] != _CACHE_FORMAT or data["url"] != redact(url) or data["status"] != 200:
+                return None  # older formats: asked again now
             fetched = _Fetched(
                 int(data["status"]),
-                str(data["final_url"]),
+                unhide_parts(str(data["final_url"]), url),
                 str(data["content_type"]),
-                str(data["body"]),
+                unhide_parts(str(data["body"]), url),
                 float(data["fetched_at"]),
             )
             check_url(fetched.final_url, what="cached index page")
@@ -762,23 +816,25 @@ class IndexClient:
 
     def _write_cache(self, url: str, fetched: _Fetched) -> None:
         path = self._cache_path(url)
+        # The file is named by a hash of the URL; inside, the URL is redacted and the URL's secret
+        # path segments (a token in the path) are placeholders, put back from the URL on reading.
         record = {
             "format": _CACHE_FORMAT,
-            "url": url,
+            "url": redact(url),
             "status": fetched.status,
-            "final_url": fetched.final_url,
+            "final_url": hide_parts(fetched.final_url, url),
             "content_type": fetched.content_type,
             "fetched_at": fetched.fetched_at,
-            "body": fetched.body,
+            "body": hide_parts(fetched.body, url),
         }
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps(record), encoding="utf-8")
+            paths.private_dir(path.parent)
+            paths.write_private(tmp, json.dumps(record))
             tmp.replace(path)
         except OSError as exc:
             with self._lock:
-                self._notes.append(f"could not cache {url} in {path.parent}: {exc.strerror or exc}")
+                self._notes.append(f"could not cache {redact(url)} in {path.parent}: {exc.strerror or exc}")
             with contextlib.suppress(OSError):
                 tmp.unlink()
 

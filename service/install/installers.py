@@ -7,18 +7,27 @@ letting the installer fetch *dependencies* from that one index.
 
 What the commands look like (one per line; pip needs two, see `PipBackend.commands`):
   uv pip install --no-config --python ENV_PY --color never --reinstall-package torch ...
-      (--default-index URL | --no-index) WHEEL...
-  ENV_PY -m pip install --isolated ... --force-reinstall --no-deps --no-index WHEEL...
-  ENV_PY -m pip install --isolated ... (--index-url URL | --no-index) WHEEL...
-  (an environment without pip: `sys.executable -m pip --python ENV_PY install ...`, pip >= 22.3)
+      [--no-index] WHEEL...
+  ENV_PY -s -m pip install ... --force-reinstall --no-deps --no-index WHEEL...
+  ENV_PY -s -m pip install ... [--no-index] WHEEL...
+  (an environment without pip: `sys.executable -s -m pip --python ENV_PY install ...`, pip >= 22.3)
+The index is never on the command line, where every user of the machine can read it (and its
+credentials: urlsecrets.py): uv gets it in UV_DEFAULT_INDEX, pip in PIP_INDEX_URL.
+
+pip never installs into the user's site (`%APPDATA%/Python`, ~/.local) when the environment's
+site-packages is read-only: it runs with `-s` and PYTHONNOUSERSITE=1, and with user site off pip
+installs into site-packages or fails; `preflight` checks first that site-packages is writable and
+says "cannot write" (exit 2) before anything is downloaded into it or snapshotted.
 With `break_system_packages` (the user's `fix --break-system-packages`, for a Python marked
 externally managed by PEP 668) each command also gets `--break-system-packages`, the name pip
 (23.0.1+) and uv both use.
 
-No machine or user configuration may change what gets installed: pip runs `--isolated` with
-`PIP_CONFIG_FILE=os.devnull` (`--isolated` alone still reads the *global* pip.conf, e.g.
-/etc/xdg/pip with a constraint file), uv runs `--no-config`, and both get an environment with every
-PIP_*/UV_* variable removed (PIP_FIND_LINKS or UV_CONSTRAINT would otherwise add sources or caps).
+No machine or user configuration may change what gets installed: pip runs with
+`PIP_CONFIG_FILE=os.devnull` (no config file at all, the global /etc/xdg/pip one included), uv
+runs `--no-config`, and both get an environment with every PIP_*/UV_* variable removed
+(PIP_FIND_LINKS or UV_CONSTRAINT would otherwise add sources or caps) before ours are set. pip's
+`--isolated` is not used: it would also ignore PIP_INDEX_URL, the only way to give it the index
+without putting credentials on the command line.
 """
 
 from __future__ import annotations
@@ -46,6 +55,7 @@ from packaging.version import InvalidVersion, Version
 
 from torchdoctor.service import proc
 from torchdoctor.service.errors import BadInputError, TorchdoctorError
+from torchdoctor.service.install.urlsecrets import redact_text, with_credentials
 from torchdoctor.service.models import PythonEnv
 
 PIP_PYTHON_OPTION_MIN: Final = Version("22.3")  # first pip with `--python`
@@ -76,6 +86,12 @@ class InstallerUnavailableError(TorchdoctorError):
     """Neither a usable uv nor a usable pip can reach this environment."""
 
     code = "installer-unavailable"
+
+
+class NotWritableError(BadInputError):
+    """The environment's site-packages cannot be written by this user (e.g. under C:\\Program Files)."""
+
+    code = "not-writable"
 
 
 class UnknownInstallerError(BadInputError):
@@ -190,6 +206,13 @@ def progress_message(line: str) -> str | None:
 _CAUSE_PREFIXES: Final = ("cause:", "Caused by:", "╰─▶")
 
 
+def _long_path_hint(after: Sequence[str]) -> str:
+    """pip's `HINT: This error might have occurred since this system does not have Windows Long Path
+    support enabled...` follows its ERROR line; it is the one thing the user can act on, so it stays."""
+    hints = [t[len("HINT:") :].strip() for t in after if t.startswith("HINT:") and "long path" in t.lower()]
+    return f" (pip: {hints[0]})" if hints else ""
+
+
 def failure_line(lines: Sequence[str]) -> str:
     """The installer's last meaningful error line, readable on its own.
 
@@ -201,7 +224,7 @@ def failure_line(lines: Sequence[str]) -> str:
     for i in range(len(stripped) - 1, -1, -1):
         text = stripped[i]
         if text.startswith("ERROR:"):
-            return text[len("ERROR:") :].strip()
+            return text[len("ERROR:") :].strip() + _long_path_hint(stripped[i + 1 :])
         if text.lower().startswith("error:"):
             head = text[len("error:") :].strip()
             causes = [
@@ -246,6 +269,7 @@ def installer_environ(base: Mapping[str, str] | None = None) -> dict[str, str]:
         PIP_CONFIG_FILE=os.devnull,  # pip skips *every* config file, global ones included
         PIP_DISABLE_PIP_VERSION_CHECK="1",
         PIP_NO_INPUT="1",
+        PYTHONNOUSERSITE="1",  # no fallback into the user's site-packages (module docstring)
         UV_NO_CONFIG="1",
         UV_PYTHON_DOWNLOADS="never",
         NO_COLOR="1",
@@ -281,9 +305,11 @@ def _pump(stream: IO[str], lines: queue.Queue[str | None]) -> None:
 def _relay(
     lines: queue.Queue[str | None],
     deadline: float,
+    *,
     tail: deque[str],
     log: TextIO,
     on_line: Callable[[str], None] | None,
+    scrub: Callable[[str], str],
 ) -> bool:
     """Pass lines on until the output ends (False) or the deadline passes (True)."""
     while True:
@@ -296,7 +322,7 @@ def _relay(
             continue
         if item is None:
             return False
-        line = item.rstrip("\r\n")
+        line = scrub(item.rstrip("\r\n"))
         tail.append(line)
         log.write(line + "\n")
         log.flush()
@@ -311,6 +337,7 @@ def stream_process(
     env: Mapping[str, str],
     log: TextIO,
     on_line: Callable[[str], None] | None = None,
+    scrub: Callable[[str], str] = str,
 ) -> StreamResult:
     """Run `argv` and pass its output on line by line while it runs.
 
@@ -320,7 +347,8 @@ def stream_process(
     stderr, pip to stdout) and read by a thread, so the timeout is enforced here even when the
     installer prints nothing. On timeout, and on any exception in the caller's thread (Ctrl-C:
     KeyboardInterrupt), the installer and its children are killed before this returns or raises.
-    Every line goes to `log` as it arrives; `on_line` sees it too.
+    Every line goes to `log` as it arrives, through `scrub` (which hides index credentials);
+    `on_line` sees it too.
     """
     args = [os.fspath(a) for a in argv]
     shown = subprocess.list2cmdline(args) if sys.platform == "win32" else shlex.join(args)
@@ -344,7 +372,7 @@ def stream_process(
     tail: deque[str] = deque(maxlen=_TAIL_LINES)
     deadline = time.monotonic() + timeout
     try:
-        timed_out = _relay(lines, deadline, tail, log, on_line)
+        timed_out = _relay(lines, deadline, tail=tail, log=log, on_line=on_line, scrub=scrub)
     except BaseException:
         _kill_tree(popen)
         raise
@@ -396,10 +424,16 @@ class Backend(ABC):
     """
 
     name: ClassVar[str]
+    index_variable: ClassVar[str]  # the environment variable that gives the installer its index
 
     @abstractmethod
     def preflight(self, env: PythonEnv) -> None:
-        """Raise InstallerUnavailableError when this backend cannot install into `env`."""
+        """Raise InstallerUnavailableError when this backend cannot install into `env`, and
+        NotWritableError when this user cannot write its site-packages."""
+
+    def index_environ(self, index_url: str | None) -> dict[str, str]:
+        """The index (credentials included) as the installer reads it from its environment."""
+        return {self.index_variable: with_credentials(index_url)} if index_url else {}
 
     @abstractmethod
     def commands(self, env: PythonEnv, wheels: Sequence[Path], *, index_url: str | None) -> list[list[str]]:
@@ -419,7 +453,11 @@ class Backend(ABC):
             return
         projects = ", ".join(wheel_projects(wheels))
         deadline = time.monotonic() + timeout
-        environ = installer_environ()
+        environ = installer_environ() | self.index_environ(index_url)
+        urls = (index_url,) if index_url else ()
+
+        def scrub(line: str) -> str:
+            return redact_text(line, urls)
 
         def on_line(line: str) -> None:
             message = progress_message(line)
@@ -434,7 +472,9 @@ class Backend(ABC):
             if remaining <= 0:
                 raise self._timeout_error(projects, timeout)
             try:
-                result = stream_process(argv, timeout=remaining, env=environ, log=log, on_line=on_line)
+                result = stream_process(
+                    argv, timeout=remaining, env=environ, log=log, on_line=on_line, scrub=scrub
+                )
             except OSError as exc:
                 raise InstallFailedError(
                     f"could not start {self.name}: {exc.strerror or exc}", hint=f"command: {argv[0]}"
@@ -461,6 +501,7 @@ class UvBackend(Backend):
     """`uv pip install --python ENV_PY ...`; works in environments without pip."""
 
     name = "uv"
+    index_variable = "UV_DEFAULT_INDEX"
 
     def __init__(self, uv_path: str, *, break_system_packages: bool = False) -> None:
         self.uv_path = uv_path
@@ -469,6 +510,7 @@ class UvBackend(Backend):
     def preflight(self, env: PythonEnv) -> None:
         if not Path(self.uv_path).is_file():
             raise InstallerUnavailableError(f"uv is no longer at {self.uv_path}")
+        check_writable(env)
 
     def commands(self, env: PythonEnv, wheels: Sequence[Path], *, index_url: str | None) -> list[list[str]]:
         argv = [self.uv_path, "pip", "install", "--no-config", "--python", os.fspath(env.python)]
@@ -478,7 +520,8 @@ class UvBackend(Backend):
         # --reinstall-package, not --reinstall: only these projects are forced, never their deps.
         for name in wheel_projects(wheels):
             argv += ["--reinstall-package", name]
-        argv += ["--default-index", index_url] if index_url else ["--no-index"]
+        if not index_url:
+            argv.append("--no-index")  # with an index: UV_DEFAULT_INDEX (index_environ)
         argv += [os.fspath(w) for w in wheels]
         return [argv]
 
@@ -487,6 +530,7 @@ class PipBackend(Backend):
     """The environment's own pip, or ours with `--python` where the environment has none."""
 
     name = "pip"
+    index_variable = "PIP_INDEX_URL"
 
     def __init__(self, host_python: str | None = None, *, break_system_packages: bool = False) -> None:
         # The interpreter whose pip drives `--python`; a frozen torchdoctor.exe has no pip.
@@ -495,18 +539,20 @@ class PipBackend(Backend):
         self.break_system_packages = break_system_packages
 
     def pip_argv(self, env: PythonEnv) -> list[str]:
+        # -s: no user site, so pip cannot fall back to installing into it (and does not run
+        # packages from it).
         if env.has_pip:
-            return [os.fspath(env.python), "-m", "pip"]
+            return [os.fspath(env.python), "-s", "-m", "pip"]
         if self.host_python is None:
             raise InstallerUnavailableError(
                 f"{env.root} has no pip, and uv was not found",
                 hint="install uv (https://docs.astral.sh/uv/), or run `python -m ensurepip` in it",
             )
-        return [self.host_python, "-m", "pip", "--python", os.fspath(env.python)]
+        return [self.host_python, "-s", "-m", "pip", "--python", os.fspath(env.python)]
 
     def preflight(self, env: PythonEnv) -> None:
         """Check that pip answers, and that ours is new enough for `--python` (22.3+)."""
-        argv = [*self.pip_argv(env)[:3], "--version"]
+        argv = [*self.pip_argv(env)[:4], "--version"]
         try:
             done = proc.run(argv, timeout=_VERSION_PROBE_TIMEOUT, env=installer_environ())
         except (OSError, TorchdoctorError) as exc:
@@ -525,6 +571,7 @@ class PipBackend(Backend):
         if self.break_system_packages and version < PIP_BREAK_SYSTEM_MIN:
             # That pip does not know the option, and does not refuse externally managed Pythons.
             self.break_system_packages = False
+        check_writable(env)
 
     def commands(self, env: PythonEnv, wheels: Sequence[Path], *, index_url: str | None) -> list[list[str]]:
         """Two runs, because pip has no per-package `--force-reinstall`.
@@ -539,7 +586,6 @@ class PipBackend(Backend):
         common = [
             *self.pip_argv(env),
             "install",
-            "--isolated",
             "--no-input",
             "--disable-pip-version-check",
             "--no-color",
@@ -550,8 +596,31 @@ class PipBackend(Backend):
         ]
         files = [os.fspath(w) for w in wheels]
         replace = [*common, "--force-reinstall", "--no-deps", "--no-index", *files]
-        deps = [*common, *(["--index-url", index_url] if index_url else ["--no-index"]), *files]
+        # With an index: PIP_INDEX_URL (index_environ), never --index-url on the command line.
+        deps = [*common, *([] if index_url else ["--no-index"]), *files]
         return [replace, deps]
+
+
+def _probe_writable(folder: Path) -> None:
+    """Create and remove a file in `folder`: the one test that is right on Windows too, where
+    os.access ignores ACLs (a venv under C:\\Program Files reads as writable to it)."""
+    probe = folder / f".torchdoctor-write-test-{os.getpid()}"
+    with probe.open("x"):
+        pass
+    probe.unlink()
+
+
+def check_writable(env: PythonEnv, *, probe: Callable[[Path], None] = _probe_writable) -> None:
+    """NotWritableError when this user cannot write the environment's site-packages."""
+    for folder in env.site_packages[:1]:
+        try:
+            probe(folder)
+        except OSError as exc:
+            raise NotWritableError(
+                f"cannot write here: {folder} is not writable by this user ({exc.strerror or exc})",
+                hint="torchdoctor never elevates and never installs into the user's own site-packages "
+                "instead; run it as the user who owns this environment",
+            ) from None
 
 
 def make_backend(name: str, *, uv_path: str | None, break_system_packages: bool = False) -> Backend:

@@ -105,18 +105,23 @@ def test_uv_command_reinstalls_only_the_given_projects() -> None:
     assert argv[-2:] == [str(w) for w in WHEELS]
 
 
-def test_uv_command_with_an_index() -> None:
-    (argv,) = UvBackend("/x/uv").commands(env(has_pip=True), WHEELS, index_url="https://i.example/cu128")
-    assert argv[argv.index("--default-index") + 1] == "https://i.example/cu128"
+def test_uv_command_with_an_index_gets_it_from_its_environment_not_argv() -> None:
+    backend = UvBackend("/x/uv")
+    (argv,) = backend.commands(env(has_pip=True), WHEELS, index_url="https://i.example/cu128")
     assert "--no-index" not in argv
-    assert "--index-url" not in argv and "--extra-index-url" not in argv
+    assert not any("i.example" in a for a in argv)
+    assert "--default-index" not in argv and "--index-url" not in argv and "--extra-index-url" not in argv
+    assert backend.index_environ("https://i.example/cu128") == {"UV_DEFAULT_INDEX": "https://i.example/cu128"}
+    assert backend.index_environ(None) == {}
 
 
 def test_pip_command_uses_the_environments_pip() -> None:
     replace, deps = PipBackend(host_python="/host/python").commands(env(has_pip=True), WHEELS, index_url=None)
     for argv in (replace, deps):
-        assert argv[:4] == ["/envs/proj/bin/python", "-m", "pip", "install"]
-        assert "--isolated" in argv and "--python" not in argv
+        # -s: pip can never fall back to the user's site-packages
+        assert argv[:5] == ["/envs/proj/bin/python", "-s", "-m", "pip", "install"]
+        # not --isolated: it would ignore PIP_INDEX_URL, the only argv-free way to give the index
+        assert "--isolated" not in argv and "--python" not in argv
         assert argv[-2:] == [str(w) for w in WHEELS]
     assert {"--force-reinstall", "--no-deps", "--no-index"} <= set(replace)
     assert "--force-reinstall" not in deps and "--no-deps" not in deps
@@ -128,9 +133,11 @@ def test_pip_command_without_pip_in_the_env_uses_python_option() -> None:
         env(has_pip=False), WHEELS, index_url="http://127.0.0.1:8000/cpu"
     )
     for argv in (replace, deps):
-        assert argv[:6] == ["/host/python", "-m", "pip", "--python", "/envs/proj/bin/python", "install"]
-    assert "--index-url" not in replace  # the wheels themselves never come from an index
-    assert deps[deps.index("--index-url") + 1] == "http://127.0.0.1:8000/cpu"
+        assert argv[:7] == ["/host/python", "-s", "-m", "pip", "--python", "/envs/proj/bin/python", "install"]
+        assert "--index-url" not in argv and not any("127.0.0.1" in a for a in argv)
+    assert "--no-index" in replace  # the wheels themselves never come from an index
+    assert "--no-index" not in deps  # the dependencies may: from PIP_INDEX_URL
+    assert PipBackend().index_environ("http://127.0.0.1:8000/cpu") == {"PIP_INDEX_URL": "http://127.0.0.1:8000/cpu"}
 
 
 def test_frozen_torchdoctor_has_no_pip_for_an_env_without_pip() -> None:
