@@ -27,6 +27,7 @@ COMMANDS: Final = {
     "bench": "prove that an environment's torch computes correctly on this GPU, and how fast",
     "tray": "run the tray icon: checks in the background, notifies, repairs from its menu",
     "autostart": "start the tray at login: enable, disable or show its status",
+    "cache": "empty torchdoctor's download caches (wheels and index pages)",
 }
 
 Handler = Callable[[argparse.Namespace], int]
@@ -93,15 +94,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _write_crash_log() -> str:
     import traceback  # noqa: PLC0415 - only on the crash path
-    from datetime import UTC, datetime  # noqa: PLC0415
 
-    from torchdoctor.service import paths  # noqa: PLC0415
+    from torchdoctor.service.install.urlsecrets import redact_argv  # noqa: PLC0415
+    from torchdoctor.service.logfiles import create_log  # noqa: PLC0415
 
     try:
-        folder = paths.log_dir()
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"crash-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.log"
-        path.write_text(" ".join(sys.argv) + "\n\n" + traceback.format_exc(), encoding="utf-8")
+        path, fh = create_log("crash")
+        with fh:
+            fh.write(" ".join(redact_argv(sys.argv)) + "\n\n" + traceback.format_exc())
         return str(path)
     except OSError:
         return "no log could be written"

@@ -7,14 +7,12 @@ import signal
 import sys
 import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
 from torchdoctor.agent.child import add_tray_child_argument, cancel_on_stdin_eof
 from torchdoctor.agent.commands.plan import add_plan_arguments, prepare, render
 from torchdoctor.agent.output import human_size, paint, use_colour
-from torchdoctor.service import paths
 from torchdoctor.service.envs.discover import environment_from_path
 from torchdoctor.service.errors import EXIT_OK, BadInputError, TorchdoctorError
 from torchdoctor.service.facts.knowledge import load_knowledge
@@ -32,6 +30,8 @@ from torchdoctor.service.install.index import IndexFile
 from torchdoctor.service.install.installers import find_uv, make_backend, resolve_backend
 from torchdoctor.service.install.policy import Plan
 from torchdoctor.service.install.snapshot import pending_snapshots
+from torchdoctor.service.install.urlsecrets import redact
+from torchdoctor.service.logfiles import create_log
 from torchdoctor.service.models import PythonEnv
 
 
@@ -146,13 +146,6 @@ def _confirm(plan: Plan, args: argparse.Namespace) -> None:
         raise NotConfirmedError("nothing was changed (not confirmed)")
 
 
-def _log_file(env_root: Path) -> Path:
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    folder = paths.log_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder / f"fix-{stamp}-{env_root.name or 'env'}.log"
-
-
 def _summary(result: FixResult, log: Path, out: TextIO) -> None:
     colour = use_colour(out)
     plan = result.plan
@@ -246,9 +239,12 @@ def _fix(args: argparse.Namespace, env: PythonEnv, reporter: ConsoleReporter) ->
         return EXIT_OK
     _confirm(plan, args)
 
-    log_path = _log_file(env.root)
-    with log_path.open("w", encoding="utf-8") as log:
-        log.write(f"torchdoctor fix {env.root}\nplan: {' '.join(plan.requirements)} from {plan.index_url}\n")
+    # A unique, private name per run (two fixes in one second never share a log); old ones pruned.
+    log_path, log = create_log("fix", env.root.name or "env")
+    with log:
+        log.write(
+            f"torchdoctor fix {env.root}\nplan: {' '.join(plan.requirements)} from {redact(plan.index_url)}\n"
+        )
         log.write(f"reason: {plan.reason}\ninstaller: {name} ({why})\n")
         try:
             result = apply_plan(

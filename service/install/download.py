@@ -37,11 +37,10 @@ from pathlib import Path
 from typing import Final
 from urllib.parse import urlsplit
 
-import psutil
-
 from torchdoctor.service import paths
 from torchdoctor.service.boundedio import describe_size
 from torchdoctor.service.errors import TorchdoctorError
+from torchdoctor.service.install import cache
 from torchdoctor.service.install.hashing import CHUNK, sha256_file
 from torchdoctor.service.install.index import IndexFile, check_url, default_opener
 from torchdoctor.service.install.urlsecrets import redact
@@ -56,7 +55,7 @@ STALL_WINDOW_S: Final = 60.0
 STALL_MIN_BYTES: Final = 64 * 1024
 DOWNLOAD_DEADLINE_S: Final = 4 * 3600.0  # 3.5 GB at 250 KB/s
 _DISK_FULL: Final = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
-_PART: Final = ".part"
+_PART: Final = cache.PART_SUFFIX
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +66,7 @@ class Limits:
     stall_window: float = STALL_WINDOW_S
     stall_min_bytes: int = STALL_MIN_BYTES
     deadline: float = DOWNLOAD_DEADLINE_S
+    wheel_cache_bytes: int = cache.WHEEL_CACHE_MAX_BYTES
 
 
 class DownloadError(TorchdoctorError):
@@ -94,14 +94,17 @@ def disk_full(folder: Path, needed: int | None) -> DiskFullError:
 
 
 def wheel_cache() -> Path:
-    return paths.cache_dir() / "wheels"
+    return cache.wheel_cache()
 
 
 def _cached(file: IndexFile, dest: Path) -> bool:
     """A complete earlier download is reused only when it can be proven to be the same file."""
     if not dest.is_file() or file.sha256 is None:
         return False
-    return sha256_file(dest) == file.sha256
+    if sha256_file(dest) != file.sha256:
+        return False
+    cache.touch(dest)  # most recently used: the last to be evicted
+    return True
 
 
 def download(
@@ -121,6 +124,24 @@ def download(
     paths.private_dir(folder)
     remove_stale_parts(folder)
     dest = folder / file.filename
+    path = _download(
+        file, dest, timeout=timeout, retries=retries, progress=progress, opener=opener, limits=limits
+    )
+    if dest_dir is None:
+        cache.trim(folder, max_bytes=limits.wheel_cache_bytes, keep=(path,))
+    return path
+
+
+def _download(
+    file: IndexFile,
+    dest: Path,
+    *,
+    timeout: float,
+    retries: int,
+    progress: Progress | None,
+    opener: urllib.request.OpenerDirector | None,
+    limits: Limits,
+) -> Path:
     if _cached(file, dest):
         if progress is not None:
             progress(file, dest.stat().st_size, dest.stat().st_size)
@@ -206,8 +227,7 @@ def remove_stale_parts(folder: Path) -> list[Path]:
     except OSError:
         return removed
     for part in candidates:
-        owner = part.name[: -len(_PART)].rpartition(".")[2]
-        if owner.isdigit() and int(owner) != os.getpid() and psutil.pid_exists(int(owner)):
+        if cache.part_owner_running(part):
             continue  # another running download's file
         with contextlib.suppress(OSError):
             part.unlink()

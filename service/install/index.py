@@ -46,6 +46,7 @@ from packaging.version import InvalidVersion, Version
 from torchdoctor.service import paths
 from torchdoctor.service.errors import BadInputError, TorchdoctorError
 from torchdoctor.service.facts.variants import DEFAULT_INDEX_BASE
+from torchdoctor.service.install import cache
 from torchdoctor.service.install.urlsecrets import AuthHandler, hide_parts, redact, register, unhide_parts
 
 # PEP 691 content negotiation: JSON if the server has it, HTML otherwise.
@@ -597,7 +598,7 @@ class IndexClient:
 
     @property
     def cache_dir(self) -> Path:
-        return self._cache_dir if self._cache_dir is not None else paths.cache_dir() / "index"
+        return self._cache_dir if self._cache_dir is not None else cache.index_cache()
 
     def page_url(self, variant: str, project: str) -> str:
         return f"{self.base_url}/{_check_variant(variant)}/{canonicalize_name(project)}/"
@@ -812,6 +813,7 @@ class IndexClient:
             check_url(fetched.final_url, what="cached index page")
         except (KeyError, TypeError, ValueError, InsecureIndexError):
             return None  # a damaged or foreign cache file is just a miss
+        cache.touch(path)  # recently used: evicted last
         return fetched
 
     def _write_cache(self, url: str, fetched: _Fetched) -> None:
@@ -832,6 +834,7 @@ class IndexClient:
             paths.private_dir(path.parent)
             paths.write_private(tmp, json.dumps(record))
             tmp.replace(path)
+            cache.trim(path.parent, max_bytes=cache.INDEX_CACHE_MAX_BYTES, keep=(path,))
         except OSError as exc:
             with self._lock:
                 self._notes.append(f"could not cache {redact(url)} in {path.parent}: {exc.strerror or exc}")

@@ -143,6 +143,15 @@ def redact_text(text: str, urls: tuple[str, ...]) -> str:
     return text
 
 
+def redact_argv(argv: list[str]) -> list[str]:
+    """A command line as it may be written to a crash log: every URL in it redacted."""
+    shown: list[str] = []
+    for arg in argv:
+        option, eq, value = arg.partition("=") if arg.startswith("--") else ("", "", arg)
+        shown.append(f"{option}{eq}{redact(value)}" if "://" in value else arg)
+    return shown
+
+
 class AuthHandler(urllib.request.BaseHandler):
     """Adds the registered Basic credentials to requests for their own host and port only."""
 

@@ -11,10 +11,8 @@ import logging
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
-from torchdoctor.service import paths
 from torchdoctor.service.config import load_settings
 from torchdoctor.service.envs.discover import collect_environments, environment_from_path
 from torchdoctor.service.errors import TorchdoctorError
@@ -24,6 +22,7 @@ from torchdoctor.service.install.download import remote_size
 from torchdoctor.service.install.index import IndexClient
 from torchdoctor.service.install.plan import inspect_target, make_plan
 from torchdoctor.service.install.policy import Plan
+from torchdoctor.service.logfiles import create_log
 from torchdoctor.service.models import CheckReport, EnvReport, EnvStatus, Hardware, PythonEnv
 from torchdoctor.service.monitor.events import Event, diff
 from torchdoctor.service.monitor.policy import Decision, decide
@@ -195,12 +194,10 @@ def _attention(status: EnvStatus) -> int:
 
 def _crash_log() -> str:
     """A bug of ours: the traceback in a file of its own, for the bug report."""
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     try:
-        folder = paths.log_dir()
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"crash-check-{stamp}.log"
-        path.write_text(traceback.format_exc(), encoding="utf-8")
+        path, fh = create_log("crash-check")
+        with fh:
+            fh.write(traceback.format_exc())
     except OSError:
         return "no crash log could be written"
     return str(path)

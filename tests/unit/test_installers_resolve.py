@@ -137,7 +137,9 @@ def test_pip_command_without_pip_in_the_env_uses_python_option() -> None:
         assert "--index-url" not in argv and not any("127.0.0.1" in a for a in argv)
     assert "--no-index" in replace  # the wheels themselves never come from an index
     assert "--no-index" not in deps  # the dependencies may: from PIP_INDEX_URL
-    assert PipBackend().index_environ("http://127.0.0.1:8000/cpu") == {"PIP_INDEX_URL": "http://127.0.0.1:8000/cpu"}
+    assert PipBackend().index_environ("http://127.0.0.1:8000/cpu") == {
+        "PIP_INDEX_URL": "http://127.0.0.1:8000/cpu"
+    }
 
 
 def test_frozen_torchdoctor_has_no_pip_for_an_env_without_pip() -> None:
