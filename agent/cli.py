@@ -73,6 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_BAD_INPUT
     try:
+        from torchdoctor.service.paths import ensure_private_roots  # noqa: PLC0415 - after parsing: --help stays fast
+
+        ensure_private_roots()
         return handler(args)
     except TorchdoctorError as exc:
         # One line, hint included: scripts and log scrapers read errors line by line.

@@ -24,8 +24,9 @@ from typing import Final, Protocol
 
 from torchdoctor.service.errors import BadInputError
 
-# Hardware files and knowledge overrides are a few KB; a megabyte is generous and still instant.
-SMALL_FILE_LIMIT: Final = 4 * 1024 * 1024
+# Hardware files and knowledge overrides are a few KB (the shipped knowledge.json: 14 KB); a
+# megabyte is seventy times that and still instant. 200,000 GPUs do not fit in it.
+SMALL_FILE_LIMIT: Final = 1024 * 1024
 # A torch METADATA is ~2 KB; the largest seen on PyPI are a few hundred KB of long descriptions.
 METADATA_LIMIT: Final = 8 * 1024 * 1024
 _CHUNK: Final = 1 << 16

@@ -23,7 +23,7 @@ from torchdoctor.service import paths
 LOG_KEEP: Final = 20
 LOG_MAX_AGE_DAYS: Final = 30
 _NAME_RE: Final = re.compile(r"^(?P<kind>[a-z]+(?:-[a-z]+)*)-(?P<stamp>\d{8}T\d{6}Z)(?:-[^/\\]*)?\.log$")
-_LABEL_RE: Final = re.compile(r"[^A-Za-z0-9._-]+")
+_LABEL_RE: Final = re.compile(r"[^A-Za-z0-9_-]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +34,7 @@ class LogFile:
 
 
 def _label(text: str) -> str:
-    cleaned = _LABEL_RE.sub("_", text).strip("._")[:40]
+    cleaned = _LABEL_RE.sub("_", text).strip("_-")[:40]
     return cleaned or "run"
 
 

@@ -91,3 +91,15 @@ def write_private(path: Path, text: str) -> None:
     """Write `text` (UTF-8) to a 0600 file."""
     with open_private(path, "w") as fh:
         fh.write(text)
+
+
+def ensure_private_roots() -> None:
+    """Create the state, cache and log folders 0700 if they are missing (at the CLI's start).
+
+    Everything torchdoctor writes lives under them, so a file another module creates with the
+    default umask (a snapshot, state.json) is still out of other users' reach. An unwritable
+    home is not an error here: the command that needs a folder says so itself.
+    """
+    for folder in (state_dir(), cache_dir(), log_dir()):
+        with contextlib.suppress(OSError):
+            private_dir(folder)

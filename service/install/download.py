@@ -120,6 +120,7 @@ def download(
     """Fetch one wheel into `dest_dir` (the wheel cache by default) and return its path."""
     check_url(file.url, what="wheel URL")
     limits = limits or Limits()
+    _check_cap(file, file.size, limits)  # before any request: the index already said too much
     folder = dest_dir if dest_dir is not None else wheel_cache()
     paths.private_dir(folder)
     remove_stale_parts(folder)
@@ -245,13 +246,17 @@ def _declared_size(file: IndexFile, header: str | None, limits: Limits) -> int |
             hint="the index and its file server disagree; nothing was installed",
         )
     size = file.size if file.size is not None else length
+    _check_cap(file, size, limits)
+    return size
+
+
+def _check_cap(file: IndexFile, size: int | None, limits: Limits) -> None:
     if size is not None and size > limits.max_bytes:
         raise DownloadRefusedError(
             f"could not download {file.filename}: it is {describe_size(size)}, more than the "
             f"{describe_size(limits.max_bytes)} a wheel may be",
             hint="that is not a torch wheel; check --index-base; nothing was installed",
         )
-    return size
 
 
 def _check_free_space(folder: Path, needed: int | None) -> None:

@@ -27,6 +27,7 @@ import psutil
 
 from torchdoctor.service import paths
 from torchdoctor.service.errors import TorchdoctorError
+from torchdoctor.service.install.urlsecrets import redact_argv
 from torchdoctor.service.models import PythonEnv
 
 _CMDLINE_SHOWN: Final = 80
@@ -117,7 +118,12 @@ def env_lock(env: PythonEnv) -> Iterator[None]:
         ) from None
     owner = _owner_path(path)
     try:
-        record = {"pid": os.getpid(), "since": time.time(), "root": str(env.root), "argv": sys.argv}
+        record = {
+            "pid": os.getpid(),
+            "since": time.time(),
+            "root": str(env.root),
+            "argv": redact_argv(sys.argv),
+        }
         # Best effort: the lock works without it; it only improves the refusal message.
         with contextlib.suppress(OSError):
             owner.write_text(json.dumps(record), encoding="utf-8")

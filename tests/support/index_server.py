@@ -21,10 +21,15 @@ Knobs a test can turn while it runs (all thread-safe):
   redirects             path -> Location, answered with 302
   pages                 path -> (content type, body): serve exactly this (recorded pages, garbage)
   counts                requests per path (Counter), for cache tests; `requests` has the details
+  auth                  (user, password): answer 401 unless the request carries that Basic auth
+  trickle               send every 200 body one byte at a time, this many seconds apart (slow loris)
+  endless               send every 200 body (pages and wheels) without a length, forever
+  file_length           the Content-Length to claim for wheels, whatever their real size
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import html
 import json
@@ -149,6 +154,10 @@ class _Knobs:
     yanked: dict[str, str] = field(default_factory=dict)
     redirects: dict[str, str] = field(default_factory=dict)
     pages: dict[str, tuple[str, bytes]] = field(default_factory=dict)
+    auth: tuple[str, str] | None = None
+    trickle: float | None = None
+    endless: bool = False
+    file_length: int | None = None
 
 
 def _prefers_json(accept: str | None) -> bool:
@@ -343,6 +352,15 @@ def _make_handler(server: IndexServer) -> type[BaseHTTPRequestHandler]:
                     server.knobs.fail_remaining -= 1
             if knobs.delay:
                 time.sleep(knobs.delay)
+            if knobs.auth is not None:
+                expected = "Basic " + base64.b64encode(":".join(knobs.auth).encode()).decode()
+                if self.headers.get("Authorization") != expected:
+                    self._record(path, "status:401")
+                    self.send_response(401)
+                    self.send_header("WWW-Authenticate", 'Basic realm="index"')
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
             if failing:
                 self._record(path, f"status:{knobs.fail_status}")
                 self._send(knobs.fail_status, b"injected failure\n", "text/plain", head=head)
@@ -404,7 +422,30 @@ def _make_handler(server: IndexServer) -> type[BaseHTTPRequestHandler]:
 
         def _page(self, path: str, body: bytes, content_type: str, head: bool, served: str) -> None:
             self._record(path, served)
+            with server.lock:
+                trickle, endless = server.knobs.trickle, server.knobs.endless
+            if not head and (trickle is not None or endless):
+                self.send_response(200)
+                self.send_header("Content-Type", content_type)
+                self.end_headers()
+                self._misbehave(body, trickle, endless)
+                return
             self._send(200, body, content_type, head=head)
+
+        def _misbehave(self, body: bytes, trickle: float | None, endless: bool) -> None:
+            """Slow loris (a byte every `trickle` s) or a body without end, until the client hangs up."""
+            self.close_connection = True
+            try:
+                if endless:
+                    block = b"\0" * 65536
+                    while True:
+                        self.wfile.write(block)
+                for byte in body:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(trickle or 0.0)
+            except OSError:
+                pass  # the client gave up, as it should
 
         def _file(self, path: str, parts: list[str], knobs: _Knobs, head: bool) -> None:
             variant, project, filename = parts
@@ -426,9 +467,14 @@ def _make_handler(server: IndexServer) -> type[BaseHTTPRequestHandler]:
             self._record(path, "file" if cut is None else "truncated")
             self.send_response(200)
             self.send_header("Content-Type", "application/octet-stream")
-            self.send_header("Content-Length", str(len(data)))
+            if not knobs.endless:
+                length = knobs.file_length if knobs.file_length is not None else len(data)
+                self.send_header("Content-Length", str(length))
             self.end_headers()
             if head:
+                return
+            if knobs.trickle is not None or knobs.endless:
+                self._misbehave(data, knobs.trickle, knobs.endless)
                 return
             if cut is None:
                 self.wfile.write(data)
