@@ -236,6 +236,12 @@ def _fix(args: argparse.Namespace, env: PythonEnv, reporter: ConsoleReporter) ->
         placeholders = [Path("<download>") / f.filename for f in plan.files]
         for argv in backend.commands(env, placeholders, index_url=plan.index_url):
             print("  would run: " + " ".join(argv), file=sys.stdout)
+        if plan.index_url:
+            # Not on the command line, where other users could read credentials in it.
+            print(
+                f"  with {backend.index_variable}={redact(plan.index_url)} (dependencies come from there)",
+                file=sys.stdout,
+            )
         return EXIT_OK
     _confirm(plan, args)
 

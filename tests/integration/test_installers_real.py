@@ -2,7 +2,7 @@
 
 This machine has a global pip config (/etc/xdg/pip: a constraint file capping torch at 2.14.1) and
 PIP_FIND_LINKS=/opt/wheels; the installs below must not be affected by either, which is what
-`--isolated` + PIP_CONFIG_FILE=os.devnull, `--no-config` and the scrubbed environment are for.
+PIP_CONFIG_FILE=os.devnull, `--no-config` and the scrubbed environment are for.
 """
 
 from __future__ import annotations
