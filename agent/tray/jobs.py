@@ -24,6 +24,7 @@ from torchdoctor.agent.tray.menu import JobKind, env_name
 from torchdoctor.service.bench.history import last_result
 from torchdoctor.service.bench.run import BenchResult, bench_from_json
 from torchdoctor.service.errors import EXIT_NOT_RESTORED, EXIT_OK
+from torchdoctor.service.install.urlsecrets import child_environ
 from torchdoctor.service.proc import no_window_flags
 
 log = logging.getLogger("torchdoctor.jobs")
@@ -183,6 +184,7 @@ class JobRunner:
         env = dict(os.environ)
         env["PYTHONUNBUFFERED"] = "1"
         env["PYTHONIOENCODING"] = "utf-8"
+        env |= child_environ()  # index credentials: the argv holds the URL without them
         with self._lock:
             if self._cancelled.is_set():
                 return outcome(self.request, 1, "", [], cancelled=True)

@@ -263,7 +263,16 @@ def installer_environ(base: Mapping[str, str] | None = None) -> dict[str, str]:
     (uv prefers them when guessing an environment; we always name one with --python).
     """
     source = os.environ if base is None else base
-    dropped = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV", "CONDA_PREFIX", "PIP_", "UV_")
+    dropped = (
+        "PYTHONPATH",
+        "PYTHONHOME",
+        "PYTHONSTARTUP",
+        "VIRTUAL_ENV",
+        "CONDA_PREFIX",
+        "PIP_",
+        "UV_",
+        "TORCHDOCTOR_INDEX_AUTH",  # ours; the installer gets its index in its own variable
+    )
     env = {k: v for k, v in source.items() if k in _UV_KEEP or not k.upper().startswith(dropped)}
     env.update(
         PIP_CONFIG_FILE=os.devnull,  # pip skips *every* config file, global ones included

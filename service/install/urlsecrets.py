@@ -11,6 +11,8 @@ path (`https://host/<token>/simple`). The rules:
   - uv and pip get the index with its credentials through their environment
     (`UV_DEFAULT_INDEX`, `PIP_INDEX_URL`, see installers.py), never on a command line, which any
     user of the machine can read (/proc/<pid>/cmdline, Task Manager).
+  - A child torchdoctor (the tray's `fix`) gets them in its environment (`child_environ`,
+    TORCHDOCTOR_INDEX_AUTH), which only the same user can read, never in its arguments.
   - `redact` is how any index or file URL is written for a person or a file: no userinfo, no
     query string, and every path segment that looks like a token (16+ characters mixing letters
     and digits, no dots, or 32+ of any kind that is not a file name) replaced by `***`.
@@ -19,6 +21,8 @@ path (`https://host/<token>/simple`). The rules:
 from __future__ import annotations
 
 import base64
+import json
+import os
 import re
 import threading
 import urllib.request
@@ -28,6 +32,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 _LOCK: Final = threading.Lock()
 _CREDENTIALS: dict[str, tuple[str, str]] = {}  # "host:port" -> (user, password), unquoted
 _HIDDEN: Final = "***"
+AUTH_ENV: Final = "TORCHDOCTOR_INDEX_AUTH"  # {"host:port": [user, password]} from a parent torchdoctor
 _FILE_SUFFIXES: Final = (".whl", ".metadata", ".tar.gz", ".zip", ".html", ".json")
 _TOKENISH: Final = re.compile(r"^(?=.*[A-Za-z])(?=.*\d)[A-Za-z0-9_\-~+=]{16,}$")
 
@@ -64,8 +69,33 @@ def forget_all() -> None:
 
 def credentials_for(url: str) -> tuple[str, str] | None:
     key = _key(url)
+    if key is None:
+        return None
     with _LOCK:
-        return _CREDENTIALS.get(key) if key is not None else None
+        found = _CREDENTIALS.get(key)
+    return found if found is not None else _inherited().get(key)
+
+
+def _inherited() -> dict[str, tuple[str, str]]:
+    """Credentials a parent torchdoctor passed down in AUTH_ENV (malformed: none)."""
+    try:
+        data = json.loads(os.environ.get(AUTH_ENV, "") or "{}")
+    except ValueError:
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {
+        str(k): (v[0], v[1])
+        for k, v in data.items()
+        if isinstance(v, list) and len(v) == 2 and all(isinstance(x, str) for x in v)
+    }
+
+
+def child_environ() -> dict[str, str]:
+    """What a child torchdoctor needs in its environment to use the credentials registered here."""
+    with _LOCK:
+        known = {**_inherited(), **_CREDENTIALS}
+    return {AUTH_ENV: json.dumps({k: list(v) for k, v in known.items()})} if known else {}
 
 
 def auth_header(url: str) -> str | None:

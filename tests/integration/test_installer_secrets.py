@@ -148,3 +148,30 @@ def test_plan_with_credentials_shows_them_nowhere(tmp_path: Path, td_dirs: dict[
         for path in folder.rglob("*"):
             if path.is_file():
                 assert SECRET.encode() not in path.read_bytes(), path
+
+
+def test_a_child_torchdoctor_inherits_the_credentials_through_its_environment(tmp_path: Path) -> None:
+    """What the tray does for its `fix`: the URL in argv has no credentials, the environment has."""
+    root = tmp_path / "index"
+    publish(root, [StandIn("torch", "2.7.1+cpu"), StandIn("torchvision", "0.22.1+cpu")], "cpu")
+    env = make_venv(tmp_path / "venv")
+    hw = tmp_path / "hw.json"
+    hw.write_text(json.dumps({"gpus": []}))
+    with IndexServer(root) as server:
+        server.set(auth=("ana", SECRET))
+        stripped = validate_index_base(f"http://ana:{SECRET}@{server.url.removeprefix('http://')}")
+        argv = [*CLI, "plan", "--env", str(env.root), "--hardware", str(hw), "--index-base", stripped]
+        assert not any(SECRET in a for a in argv)
+        # First without (a refused page is never cached, so the second run asks again).
+        alone = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+        inherited = subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            env=dict(os.environ, NO_COLOR="1") | urlsecrets.child_environ(),
+        )
+    assert inherited.returncode == 0, inherited.stderr
+    assert SECRET not in inherited.stdout + inherited.stderr
+    assert alone.returncode == 1 and "401" in alone.stderr  # the control: without them, refused

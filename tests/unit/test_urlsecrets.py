@@ -77,3 +77,20 @@ def test_control_characters_and_spaces_are_not_a_url(bad: str) -> None:
     with pytest.raises(InsecureIndexError, match="spaces or control characters") as caught:
         validate_index_base(bad)
     assert caught.value.exit_code == 2
+
+
+def test_credentials_travel_to_a_child_in_its_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    validate_index_base("https://ana:pw@pkgs.example/whl")
+    passed = urlsecrets.child_environ()
+    urlsecrets.forget_all()
+    assert urlsecrets.credentials_for("https://pkgs.example/whl") is None
+    monkeypatch.setenv(urlsecrets.AUTH_ENV, passed[urlsecrets.AUTH_ENV])
+    assert urlsecrets.credentials_for("https://pkgs.example/whl/cpu/") == ("ana", "pw")
+    monkeypatch.setenv(urlsecrets.AUTH_ENV, "not json")
+    assert urlsecrets.credentials_for("https://pkgs.example/whl/cpu/") is None
+
+
+def test_the_installers_do_not_inherit_torchdoctors_own_variable() -> None:
+    from torchdoctor.service.install.installers import installer_environ
+
+    assert urlsecrets.AUTH_ENV not in installer_environ({urlsecrets.AUTH_ENV: "{}", "PATH": "/bin"})
