@@ -377,6 +377,8 @@ def parse_simple_json(body: str, page_url: str, project: str) -> ParsedPage:
         data = json.loads(body)
     except ValueError as exc:
         raise bad(str(exc)) from exc
+    except RecursionError:
+        raise bad("it nests too deeply") from None
     if not isinstance(data, dict) or not isinstance(data.get("files"), list):
         raise bad("no 'files' list")
     meta = data.get("meta")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -107,3 +109,35 @@ def test_messages_never_show_the_token(server: IndexServer, tmp_path: Path) -> N
         _client(f"{server.url}/{token}", tmp_path).list_files("cu128", "torch")
     text = f"{caught.value} {caught.value.hint}"
     assert "403" in text and token not in text and "/***/" in text
+
+
+def test_a_json_page_nested_100k_deep_is_a_bad_response(server: IndexServer, tmp_path: Path) -> None:
+    body = ('{"files": ' + "[" * 100_000 + "]" * 100_000 + "}").encode()
+    server.set(pages={"/cu128/torch/": ("application/vnd.pypi.simple.v1+json", body)})
+    with pytest.raises(IndexResponseError, match="it nests too deeply"):
+        _client(server.url, tmp_path).list_files("cu128", "torch")
+
+
+def test_control_characters_in_index_base_are_one_line_and_exit_2(tmp_path: Path) -> None:
+    hw = tmp_path / "hw.json"
+    hw.write_text('{"gpus": []}')
+    bad = "https://pkgs.example/wh\x01l"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torchdoctor.agent",
+            "check",
+            "--no-discover",
+            "--hardware",
+            str(hw),
+            "--index-base",
+            bad,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "contains spaces or control characters" in done.stderr
