@@ -732,10 +732,18 @@ class IndexClient:
                     return _Fetched(exc.code, url, "", "", time.time())
                 if exc.code in _RETRY_STATUSES:
                     raise _Retryable(_status_text(exc), _retry_after(exc.headers), status=exc.code) from exc
+                hint = (
+                    f"check that --index-base {redact(self.base_url)} is right and that this computer "
+                    "may read it"
+                )
+                if exc.code == 401:
+                    hint = (
+                        f"{redact(self.base_url)} wants credentials (or refused the ones given): put them "
+                        "in --index-base as https://USER:TOKEN@host/path; they are never shown or put on "
+                        "a command line"
+                    )
                 raise IndexResponseError(
-                    f"The package index answered {_status_text(exc)} at {redact(url)}.",
-                    hint=f"check that --index-base {redact(self.base_url)} is right and that this computer "
-                    "may read it",
+                    f"The package index answered {_status_text(exc)} at {redact(url)}.", hint=hint
                 ) from exc
         except (urllib.error.URLError, ssl.SSLError) as exc:
             if _tls_reason(exc) is not None:

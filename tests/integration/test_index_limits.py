@@ -80,8 +80,9 @@ def test_basic_auth_from_the_url_is_sent_and_never_stored(server: IndexServer, t
 def test_without_the_credentials_the_server_refuses(server: IndexServer, tmp_path: Path) -> None:
     """Shows the test above can fail: this index really does require them."""
     server.set(auth=("ana", SECRET))
-    with pytest.raises(IndexResponseError, match="401"):
+    with pytest.raises(IndexResponseError, match="401") as caught:
         _client(server.url, tmp_path).list_files("cu128", "torch")
+    assert "wants credentials" in (caught.value.hint or "")
 
 
 def test_a_token_in_the_path_is_hidden_in_the_cache_and_restored_from_it(
