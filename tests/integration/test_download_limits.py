@@ -13,6 +13,7 @@ import random
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
@@ -181,3 +182,16 @@ def test_a_partial_left_by_a_killed_download_is_removed_by_the_next(
     server.set(trickle=None)
     path = download(file, dest_dir=dest)
     assert path.is_file() and list(dest.glob("*.part")) == []
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX permission bits")
+def test_the_caches_are_private(served: tuple[IndexServer, IndexFile], td_dirs: dict[str, Path]) -> None:
+    server, _ = served
+    (file,) = IndexClient(server.url).list_files("cu128", "torch")  # the default page cache
+    path = download(file)  # the default wheel cache
+    cache = td_dirs["cache"]
+    assert path.parent == cache / "wheels"
+    for folder in (cache / "wheels", cache / "index"):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
+    for item in [path, *(cache / "index").iterdir()]:
+        assert stat.S_IMODE(item.stat().st_mode) == 0o600, item

@@ -14,7 +14,12 @@ from tests.support.index_server import IndexServer, publish
 from tests.support.standin import StandIn
 from torchdoctor.service.install import urlsecrets
 from torchdoctor.service.install.download import download
-from torchdoctor.service.install.index import PAGE_DEADLINE_S, IndexClient, IndexResponseError
+from torchdoctor.service.install.index import (
+    PAGE_DEADLINE_S,
+    IndexClient,
+    IndexResponseError,
+    parse_simple_html,
+)
 
 TOKEN = "ghp_Abc123Def456Ghi789"  # noqa: S105 - a made-up token in the index path
 SECRET = "s3cret-Tok3n"  # noqa: S105 - a made-up credential the test index demands
@@ -142,3 +147,13 @@ def test_control_characters_in_index_base_are_one_line_and_exit_2(tmp_path: Path
     )
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "contains spaces or control characters" in done.stderr
+
+
+def test_a_wheel_link_with_control_characters_is_skipped_with_a_note() -> None:
+    page = (
+        '<a href="https://h.example/torch-2.7.1%2Bcpu-py3-none-any.whl">ok</a>'
+        '<a href="https://h.example/torch-2.7.0%2Bcpu-py3-none-any\x01.whl">bad</a>'
+    )
+    parsed = parse_simple_html(page, "https://h.example/cpu/torch/", "torch")
+    assert [f.filename for f in parsed.files] == ["torch-2.7.1+cpu-py3-none-any.whl"]
+    assert any("control characters" in note for note in parsed.notes)
