@@ -8,7 +8,9 @@ printed as one line (with the hint in it) with their exit code; nothing prints a
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 from importlib import metadata
@@ -31,6 +33,7 @@ COMMANDS: Final = {
 }
 
 Handler = Callable[[argparse.Namespace], int]
+_DISK_FULL: Final = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
 
 
 class _Parser(argparse.ArgumentParser):
@@ -88,11 +91,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         # `torchdoctor check | head` must not end in a traceback.
         return 0
-    except Exception as exc:
-        # A bug of ours: one line for the person, the traceback in a file for the bug report.
-        where = _write_crash_log()
-        print(f"torchdoctor: internal error: {type(exc).__name__}: {exc} (details: {where})", file=sys.stderr)
+    except OSError as exc:
+        if exc.errno not in _DISK_FULL:
+            return _internal_error(exc)
+        # A full disk is the user's to fix, not a bug: one line, no crash log (it would not fit).
+        where = f" writing {exc.filename}" if exc.filename else ""
+        print(
+            f"torchdoctor: the disk is full{where} ({exc.strerror}) "
+            "(hint: free some space, e.g. with `torchdoctor cache clean`, and try again)",
+            file=sys.stderr,
+        )
+        _silence_stdout()
         return EXIT_ATTENTION
+    except Exception as exc:
+        return _internal_error(exc)
+
+
+def _internal_error(exc: Exception) -> int:
+    # A bug of ours: one line for the person, the traceback in a file for the bug report.
+    where = _write_crash_log()
+    print(f"torchdoctor: internal error: {type(exc).__name__}: {exc} (details: {where})", file=sys.stderr)
+    return EXIT_ATTENTION
+
+
+def _silence_stdout() -> None:
+    """Point stdout at the null device: what is still buffered for a full disk would fail again
+    at exit, with Python's own "Exception ignored" lines."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def _write_crash_log() -> str:

@@ -65,3 +65,22 @@ def test_cache_without_an_action_is_a_usage_error() -> None:
     done = _cli("cache")
     assert done.returncode == 2
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (a device that is always full)")
+def test_a_full_disk_is_one_line_not_an_internal_error(td_dirs: dict[str, Path]) -> None:
+    with Path("/dev/full").open("w") as full:
+        done = subprocess.run(
+            [sys.executable, "-m", "torchdoctor.agent", "cache", "clean", "--json"],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        "torchdoctor: the disk is full (No space left on device) "
+        "(hint: free some space, e.g. with `torchdoctor cache clean`, and try again)"
+    ]
+    assert not list(td_dirs["log"].glob("crash-*.log"))
