@@ -23,7 +23,7 @@ from packaging.version import Version
 from torchdoctor.service.envs.builds import BuildReading
 from torchdoctor.service.errors import TorchdoctorError
 from torchdoctor.service.facts.knowledge import Knowledge, release_minor
-from torchdoctor.service.facts.variants import DEFAULT_INDEX_BASE, cuda_key, variant_cuda
+from torchdoctor.service.facts.variants import DEFAULT_INDEX_BASE, cuda_key, machine_of_tags, variant_cuda
 from torchdoctor.service.install.index import IndexFile
 from torchdoctor.service.models import Hardware, Installer, Platform
 from torchdoctor.service.rules.diagnose import gpu_words
@@ -160,13 +160,14 @@ def choose_torch(
         reason = f"No NVIDIA GPU was found, so this {kept} torch {version} as the CPU build."
         return Choice("cpu", _best_file(releases[version], tags), None, reason)
 
-    # Every published (release, CUDA variant) with its fit.
+    # Every published (release, CUDA variant) with its fit; aarch64 wheels have their own lists.
+    machine = machine_of_tags(t.platform for t in tags)
     options: dict[Version, list[tuple[str, Fit, list[IndexFile]]]] = {}
     for variant in published.files:
         if not variant.startswith("cu"):
             continue
         for version, files in _releases(published.of(variant, "torch"), variant).items():
-            fit = build_fit(knowledge, str(version), variant, hardware, platform=platform)
+            fit = build_fit(knowledge, str(version), variant, hardware, platform=platform, machine=machine)
             options.setdefault(version, []).append((variant, fit, files))
 
     fitting = {v: [o for o in opts if o[1].level is not FitLevel.NONE] for v, opts in options.items()}
