@@ -20,6 +20,8 @@ Knobs a test can turn while it runs (all thread-safe):
   yanked                filename -> reason, served as data-yanked / "yanked"
   redirects             path -> Location, answered with 302
   pages                 path -> (content type, body): serve exactly this (recorded pages, garbage)
+  ranges                False: ignore `Range` and send whole files (servers without range support)
+  metadata              False: no PEP 658 attributes and no `.metadata` files
   counts                requests per path (Counter), for cache tests; `requests` has the details
 """
 
@@ -106,7 +108,9 @@ class RequestRecord:
     method: str
     path: str
     accept: str | None
-    served: str  # "html", "json", "canned", "file", "metadata", "status:<code>", "dropped", "truncated"
+    served: (
+        str  # "html", "json", "canned", "file", "metadata", "status:<code>", "dropped", "truncated", "range"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +153,7 @@ class _Knobs:
     yanked: dict[str, str] = field(default_factory=dict)
     redirects: dict[str, str] = field(default_factory=dict)
     pages: dict[str, tuple[str, bytes]] = field(default_factory=dict)
+    ranges: bool = True
 
 
 def _prefers_json(accept: str | None) -> bool:
@@ -422,6 +427,18 @@ def _make_handler(server: IndexServer) -> type[BaseHTTPRequestHandler]:
                 self.close_connection = True
                 return  # no status line at all: the client sees the connection close
             data = wheel.read_bytes()
+            span = _byte_range(self.headers.get("Range"), len(data)) if knobs.ranges else None
+            if span is not None:
+                start, end = span
+                self._record(path, "range")
+                self.send_response(206)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
+                self.send_header("Content-Length", str(end - start + 1))
+                self.end_headers()
+                if not head:
+                    self.wfile.write(data[start : end + 1])
+                return
             cut = knobs.truncate_files_after
             self._record(path, "file" if cut is None else "truncated")
             self.send_response(200)
@@ -447,6 +464,19 @@ def _make_handler(server: IndexServer) -> type[BaseHTTPRequestHandler]:
                 self.wfile.write(body)
 
     return Handler
+
+
+def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """RFC 9110 single ranges: `bytes=A-B`, `bytes=A-`, `bytes=-N`; None: serve the whole file."""
+    if not header or not header.startswith("bytes=") or "," in header:
+        return None
+    first, _, last = header.removeprefix("bytes=").strip().partition("-")
+    if not first:
+        length = int(last)
+        return (max(0, size - length), size - 1) if length > 0 else None
+    start = int(first)
+    end = min(int(last), size - 1) if last else size - 1
+    return (start, end) if start <= end else None
 
 
 @contextmanager

@@ -276,7 +276,7 @@ def test_an_unknown_release_pairs_torchvision_by_the_rule_and_says_so() -> None:
         choice=choice, installed=installed, knowledge=KN, published=pub, tags=CP312
     )
     assert [str(f.version) for f in companions] == ["0.114.0+cu130"]
-    assert any("usual version rule" in n for n in notes)
+    assert any("by a guess" in n for n in notes)
 
 
 def _plan_for(installed: BuildReading, hw: Hardware) -> tuple[bool, tuple[str, ...]]:
