@@ -100,7 +100,7 @@ def make_plan(
             exc.hint = cpu_choice_hint(_cpu_command(target, knowledge, client, index_base), index_base)
         raise
     wanted = [p for p in COMPANIONS if target.installed and getattr(target.installed, p) is not None]
-    declared: dict[str, SpecifierSet | None] = {}
+    declared: dict[str, SpecifierSet] = {}
     reader = MetadataReader(client)
     if wanted:
         say(f"asking for {' and '.join(wanted)} on {choice.variant}")
@@ -137,25 +137,27 @@ def _declared(
     published: Published,
     projects: Sequence[str],
     tags: Sequence[Tag],
-) -> dict[str, SpecifierSet | None]:
+) -> dict[str, SpecifierSet]:
     """What companion wheels require of torch, read newest first until one admits the chosen torch
     (the policy takes the newest that does, so older ones need not be read). Projects are read
-    concurrently; a wheel whose metadata cannot be read is left out (the data decides then)."""
+    concurrently; where one wheel's requirement cannot be read, none of its project's count."""
     torch_version = choice.file.public_version
 
-    def one(project: str) -> dict[str, SpecifierSet | None]:
-        found: dict[str, SpecifierSet | None] = {}
+    def one(project: str) -> dict[str, SpecifierSet]:
+        found: dict[str, SpecifierSet] = {}
         for file in companion_order(choice, published, project, tags):
             metadata = reader.read(file)
-            if metadata is None:
-                return {}  # half an answer could skip the right one: the data pairs this project
-            spec = metadata.requirement_on("torch")
+            spec = metadata.requirement_on("torch") if metadata is not None else None
+            if spec is None:
+                # Unreadable, or a wheel that names no torch: half an answer could skip the right
+                # release, so the data pairs this project.
+                return {}
             found[file.url] = spec
-            if spec is None or admits(spec, torch_version):
+            if admits(spec, torch_version):
                 break
         return found
 
-    declared: dict[str, SpecifierSet | None] = {}
+    declared: dict[str, SpecifierSet] = {}
     with ThreadPoolExecutor(max_workers=max(1, len(projects))) as pool:
         for found in pool.map(one, projects):
             declared.update(found)

@@ -263,12 +263,12 @@ def choose_companions(
     knowledge: Knowledge,
     published: Published,
     tags: Sequence[Tag],
-    declared: Mapping[str, SpecifierSet | None] | None = None,
+    declared: Mapping[str, SpecifierSet] | None = None,
 ) -> tuple[tuple[IndexFile, ...], tuple[str, ...]]:
     """(c): the companions the environment has, paired with the chosen torch, from its variant.
 
-    `declared`: what each companion wheel (by URL) requires of torch, read from the index's
-    metadata (`metadata.py`): None where it requires no torch. Where the index told it, the newest
+    `declared`: what companion wheels (by URL) require of torch, read from the index's metadata
+    (`metadata.py`). Where the index told it, the newest
     release whose requirement admits the chosen torch is taken, so a release nobody has written
     into the data is paired by what it says. Only where no metadata could be read do the data's
     pairs decide, and for a torch release the data does not know, the 0.(minor+15) rule every 2.x
@@ -292,7 +292,7 @@ def choose_companions(
         best = {version: _best_file(files, tags) for version, files in releases.items()}
         read = {v: declared[f.url] for v, f in best.items() if f.url in declared}
         if read:
-            pick = next((v for v, spec in read.items() if spec is None or admits(spec, torch_version)), None)
+            pick = next((v for v, spec in read.items() if admits(spec, torch_version)), None)
             if pick is None:
                 notes.append(
                     f"no {project} published for {choice.variant} declares that it works with torch "

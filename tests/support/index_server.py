@@ -426,19 +426,24 @@ def _make_handler(server: IndexServer) -> type[BaseHTTPRequestHandler]:
                 self._record(path, "dropped")
                 self.close_connection = True
                 return  # no status line at all: the client sees the connection close
-            data = wheel.read_bytes()
-            span = _byte_range(self.headers.get("Range"), len(data)) if knobs.ranges else None
+            size = wheel.stat().st_size
+            span = _byte_range(self.headers.get("Range"), size) if knobs.ranges else None
             if span is not None:
+                # Only the asked bytes are read: a real torch wheel is over 500 MB.
                 start, end = span
+                with wheel.open("rb") as f:
+                    f.seek(start)
+                    part = f.read(end - start + 1)
                 self._record(path, "range")
                 self.send_response(206)
                 self.send_header("Content-Type", "application/octet-stream")
-                self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
-                self.send_header("Content-Length", str(end - start + 1))
+                self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+                self.send_header("Content-Length", str(len(part)))
                 self.end_headers()
                 if not head:
-                    self.wfile.write(data[start : end + 1])
+                    self.wfile.write(part)
                 return
+            data = wheel.read_bytes()
             cut = knobs.truncate_files_after
             self._record(path, "file" if cut is None else "truncated")
             self.send_response(200)
