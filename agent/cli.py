@@ -27,6 +27,7 @@ COMMANDS: Final = {
     "bench": "prove that an environment's torch computes correctly on this GPU, and how fast",
     "tray": "run the tray icon: checks in the background, notifies, repairs from its menu",
     "autostart": "start the tray at login: enable, disable or show its status",
+    "knowledge": "show the facts this copy decides with, and whether the index knows more",
 }
 
 Handler = Callable[[argparse.Namespace], int]

@@ -21,6 +21,8 @@ Knobs a test can turn while it runs (all thread-safe):
   redirects             path -> Location, answered with 302
   pages                 path -> (content type, body): serve exactly this (recorded pages, garbage)
   ranges                False: ignore `Range` and send whole files (servers without range support)
+  all_variants          False: no `/<project>/` page listing every variant's wheels (mirrors);
+                        download.pytorch.org serves one at BASE/torch/
   metadata              False: no PEP 658 attributes and no `.metadata` files
   counts                requests per path (Counter), for cache tests; `requests` has the details
 """
@@ -154,6 +156,7 @@ class _Knobs:
     redirects: dict[str, str] = field(default_factory=dict)
     pages: dict[str, tuple[str, bytes]] = field(default_factory=dict)
     ranges: bool = True
+    all_variants: bool = True
 
 
 def _prefers_json(accept: str | None) -> bool:
@@ -314,6 +317,31 @@ class IndexServer:
         page = {"meta": {"api-version": "1.1"}, "name": name, "versions": sorted(versions), "files": files}
         return json.dumps(page)
 
+    def variants_of(self, project: str) -> list[str]:
+        """The variants publishing `project` (none when `project` is itself a variant folder)."""
+        if (self.root / project).is_dir() or not self.root.is_dir():
+            return []
+        name = canonicalize_name(project)
+        return sorted(p.name for p in self.root.iterdir() if (p / name).is_dir())
+
+    def all_variants_html(self, project: str, knobs: _Knobs) -> str:
+        """`BASE/<project>/`: every variant's wheels on one page, as download.pytorch.org serves it."""
+        name = canonicalize_name(project)
+        lines = ["<!DOCTYPE html>", "<html>", "  <body>", f"    <h1>Links for {name}</h1>"]
+        for variant in self.variants_of(name):
+            for wheel in self.wheels(variant, name):
+                info = self.wheel_info(wheel)
+                href = self.file_url(variant, name, wheel.name, absolute=knobs.files_base)
+                attrs = f' href="{html.escape(href)}#sha256={info.sha256}"'
+                if knobs.metadata and info.metadata:
+                    digest = hashlib.sha256(info.metadata).hexdigest()
+                    attrs += (
+                        f' data-dist-info-metadata="sha256={digest}" data-core-metadata="sha256={digest}"'
+                    )
+                lines.append(f"    <a{attrs}>{html.escape(wheel.name)}</a><br/>")
+        lines += ["  </body>", "</html>"]
+        return "\n".join(lines) + "\n"
+
     def variant_html(self, variant: str) -> str:
         folder = self.root / variant
         names = sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
@@ -366,6 +394,9 @@ def _make_handler(server: IndexServer) -> type[BaseHTTPRequestHandler]:
             parts = [p for p in path.split("/") if p]
             if len(parts) == 1 and not path.endswith("/"):
                 self._redirect_to_slash(path)
+            elif len(parts) == 1 and knobs.all_variants and server.variants_of(parts[0]):
+                body = server.all_variants_html(parts[0], knobs).encode()
+                self._page(path, body, "text/html", head, "html")
             elif len(parts) == 1:
                 self._page(path, server.variant_html(parts[0]).encode(), "text/html", head, "html")
             elif len(parts) == 2 and not path.endswith("/"):
