@@ -18,7 +18,9 @@ from tests.support.standin import StandIn
 from torchdoctor.service.facts.knowledge import load_knowledge
 from torchdoctor.service.install.index import IndexClient, IndexFile
 from torchdoctor.service.install.metadata import MetadataReader, parse_metadata
+from torchdoctor.service.install.plan import Target, make_plan
 from torchdoctor.service.install.policy import Published, choose_companions, choose_torch
+from torchdoctor.service.models import EnvKind, Platform, PythonEnv
 
 KN = load_knowledge(Path("/nonexistent"))
 # Real wheels pip finds on this machine (PIP_FIND_LINKS folders); tests that need one skip without.
@@ -219,3 +221,68 @@ def test_metadata_parsing_reads_only_the_headers() -> None:
     assert meta.cuda_toolkit() == "12.8.90" and meta.cuda_minor() == "12.8"
     assert meta.requirement_on("torch") is None
     assert meta.requirement_on("opt-einsum") is None  # behind an extra
+
+
+# --- make_plan end to end: the companions a plan pairs by what they declare ------------------
+
+
+def _target(installed_torch: str, torchvision: str) -> Target:
+    root = Path("/home/ana/proj/.venv")
+    env = PythonEnv(root, root / "bin/python", "3.12.4", EnvKind.VENV, True, (), Platform.LINUX)
+    return Target(
+        env, (Tag("py3", "none", "any"),), "3.12.4", reading(installed_torch, torchvision=torchvision)
+    )
+
+
+@pytest.fixture
+def newer_index(tmp_path: Path) -> Iterator[IndexServer]:
+    """torch 2.99 (no data knows it), a torchvision pinned to it and older ones pinned elsewhere."""
+    publish(
+        tmp_path / "root",
+        [
+            StandIn("torch", "2.99.0+cu130", cuda="13.0"),
+            StandIn("torch", "2.13.0+cu130", cuda="13.0"),
+            StandIn("torchvision", "0.200.0+cu130", requires=["torch==2.99.0"]),
+            StandIn("torchvision", "0.28.0+cu130", requires=["torch==2.13.0"]),
+        ],
+        "cu130",
+    )
+    server = IndexServer(tmp_path / "root").start()
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize("metadata", [True, False], ids=["pep658", "ranges"])
+def test_make_plan_pairs_an_unknown_release_by_its_companions_declaration(
+    newer_index: IndexServer, tmp_path: Path, metadata: bool
+) -> None:
+    newer_index.set(metadata=metadata)
+    c = client(newer_index, tmp_path)
+    hw = hardware("580.82.07", "13.0", RTX_4090)
+    # 2.13 with 0.28.0 installed and fitting: kept, and 0.28.0 is what 0.28.0 itself declares.
+    kept = make_plan(_target("2.13.0+cu130", "0.28.0+cu130"), hw, KN, c, index_base=newer_index.url)
+    assert kept.requirements == ("torch==2.13.0+cu130", "torchvision==0.28.0+cu130")
+    # 2.99, a release no data knows, is kept; its torchvision is the one that declares it.
+    unknown = make_plan(_target("2.99.0+cu130", "0.28.0+cu130"), hw, KN, c, index_base=newer_index.url)
+    assert unknown.requirements == ("torch==2.99.0+cu130", "torchvision==0.200.0+cu130")
+    assert not any("guess" in n for n in unknown.notes), unknown.notes
+    assert ("metadata" in served(newer_index)) is metadata
+    assert ("range" in served(newer_index)) is not metadata
+
+
+def test_make_plan_without_any_metadata_falls_back_to_the_rule_and_says_it_guessed(
+    newer_index: IndexServer, tmp_path: Path
+) -> None:
+    newer_index.set(metadata=False, ranges=False)
+    publish(newer_index.root, [StandIn("torchvision", "0.114.0+cu130", requires=["torch==2.99.0"])], "cu130")
+    hw = hardware("580.82.07", "13.0", RTX_4090)
+    plan = make_plan(
+        _target("2.99.0+cu130", "0.28.0+cu130"),
+        hw,
+        KN,
+        client(newer_index, tmp_path),
+        index_base=newer_index.url,
+    )
+    assert plan.requirements == ("torch==2.99.0+cu130", "torchvision==0.114.0+cu130")
+    assert any("by a guess" in n for n in plan.notes), plan.notes
+    assert any("did not say which torch" in n for n in plan.notes), plan.notes
