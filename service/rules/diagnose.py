@@ -417,7 +417,11 @@ def _newer_variant(ctx: _Ctx) -> Finding | None:
     rel = ctx.knowledge.release(release)
     if rel is None:
         return None
-    newer = tuple(v for v in rel.variants if v.startswith("cu") and cuda_key(v) > cuda_key(build.variant))
+    newer = tuple(
+        v
+        for v in rel.variants_for(ctx.platform)
+        if v.startswith("cu") and cuda_key(v) > cuda_key(build.variant)
+    )
     choice = best_variant(ctx.knowledge, release, ctx.hardware, candidates=newer, platform=ctx.platform)
     if choice is None or choice[1].driver.level is not DriverLevel.FULL:
         return None

@@ -343,3 +343,11 @@ def test_a_hardware_file_can_say_jetson_and_aarch64(tmp_path: Path) -> None:
         hardware_from_json({"tegra": "yes"}, where="hw.json")
     with pytest.raises(HardwareFileError, match="machine"):
         hardware_from_json({"machine": "sparc"}, where="hw.json")
+
+
+def test_check_offers_cu134_as_newer_on_linux_only() -> None:
+    """cu134 is published for Linux only (test-infra #8497): no Windows advice may name it."""
+    linux = diagnose(env(), reading("2.14.1+cu132"), hardware("620.10", "13.4", RTX_5090), KN)
+    assert [f.code.value for f in linux] == ["newer-variant-available"] and "cu134" in linux[0].message
+    windows_hw = hardware("620.10", "13.4", RTX_5090, platform=Platform.WINDOWS)
+    assert diagnose(env(Platform.WINDOWS), reading("2.14.1+cu132"), windows_hw, KN) == ()
