@@ -236,7 +236,9 @@ def _refusal(
     newest = max(options)
     reasons = []
     for variant, fit, _ in sorted(options[newest], key=lambda o: cuda_key(o[0]), reverse=True):
-        if fit.driver.level is DriverLevel.TOO_OLD:
+        if fit.not_for_jetson:
+            reasons.append(f"{variant} is an aarch64 server build, which does not run on a Jetson")
+        elif fit.driver.level is DriverLevel.TOO_OLD:
             reasons.append(f"{variant} needs driver {fit.driver.floor.mvc} or newer")
         elif fit.uncovered:
             reasons.append(f"{variant} has no code for the {gpu_words(fit.uncovered)}")

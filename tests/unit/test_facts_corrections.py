@@ -16,7 +16,7 @@ from torchdoctor.service.errors import HardwareFileError
 from torchdoctor.service.facts.knowledge import load_knowledge
 from torchdoctor.service.facts.variants import machine_of_tags
 from torchdoctor.service.install.index import IndexFile
-from torchdoctor.service.install.policy import Published, choose_torch
+from torchdoctor.service.install.policy import PlanRefusedError, Published, choose_torch
 from torchdoctor.service.models import Hardware, Platform
 from torchdoctor.service.probe.hardware import hardware_from_json, probe_hardware
 from torchdoctor.service.proc import Completed
@@ -351,3 +351,11 @@ def test_check_offers_cu134_as_newer_on_linux_only() -> None:
     assert [f.code.value for f in linux] == ["newer-variant-available"] and "cu134" in linux[0].message
     windows_hw = hardware("620.10", "13.4", RTX_5090, platform=Platform.WINDOWS)
     assert diagnose(env(Platform.WINDOWS), reading("2.14.1+cu132"), windows_hw, KN) == ()
+
+
+def test_plan_refuses_pre_cuda_13_wheels_on_a_jetson_and_says_why() -> None:
+    hw = jetson("36.4.3", "12.6", ORIN)
+    with pytest.raises(
+        PlanRefusedError, match="cu126 is an aarch64 server build, which does not run on a Jetson"
+    ):
+        _plan_variant(hw, None, "2.9.0", machine="aarch64")
