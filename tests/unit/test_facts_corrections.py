@@ -359,3 +359,25 @@ def test_plan_refuses_pre_cuda_13_wheels_on_a_jetson_and_says_why() -> None:
         PlanRefusedError, match="cu126 is an aarch64 server build, which does not run on a Jetson"
     ):
         _plan_variant(hw, None, "2.9.0", machine="aarch64")
+
+
+# --- the words about PTX (release wheels carry none, except 2.13.0's cu130/cu132) -------------
+
+
+def test_an_uncovered_gpu_is_told_the_wheel_carries_no_ptx_for_it() -> None:
+    (finding,) = diagnose(env(), reading("2.6.0+cu124"), hardware("572.16", "12.8", RTX_5090), KN)
+    assert finding.code.value == "gpu-arch-unsupported"
+    assert "carries no PTX" in finding.message and "no kernel image" in finding.message
+
+
+@pytest.mark.parametrize(
+    ("build", "jit"),
+    [("2.13.0+cu132", "its PTX JIT, Triton and torch.compile"), ("2.12.1+cu132", "so torch runs through")],
+)
+def test_minor_compat_names_ptx_jit_only_for_a_wheel_that_has_ptx(build: str, jit: str) -> None:
+    hw = hardware("580.82.07", "13.0", RTX_4090)
+    (finding,) = diagnose(env(), reading(build), hw, KN)
+    assert finding.code.value == "driver-minor-compat"
+    assert jit in finding.message
+    if "2.12" in build:
+        assert "PTX JIT" not in finding.message and "Triton and torch.compile may fail" in finding.message
