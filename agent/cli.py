@@ -30,6 +30,7 @@ COMMANDS: Final = {
     "tray": "run the tray icon: checks in the background, notifies, repairs from its menu",
     "autostart": "start the tray at login: enable, disable or show its status",
     "cache": "empty torchdoctor's download caches (wheels and index pages)",
+    "knowledge": "show the facts this copy decides with, and whether the index knows more",
 }
 
 Handler = Callable[[argparse.Namespace], int]

@@ -87,6 +87,10 @@ class Hardware:
     gpus: tuple[Gpu, ...]
     state: ProbeState = ProbeState.OK
     notes: tuple[str, ...] = ()  # what went wrong while probing, one sentence each
+    # A Jetson (Tegra) board: its driver file reports an L4T release (35.3.1), not a desktop
+    # driver version, and desktop driver floors do not apply to it.
+    tegra: bool = False
+    machine: str | None = None  # "x86_64" or "aarch64"; None: not probed (taken as x86_64)
 
     @property
     def has_nvidia_gpu(self) -> bool:

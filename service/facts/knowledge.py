@@ -29,6 +29,7 @@ from torchdoctor.service.errors import KnowledgeError
 from torchdoctor.service.models import ComputeCapability, Platform
 
 OSES: Final = ("linux", "windows")
+MACHINES: Final = ("x86_64", "aarch64")
 _CUDA_KEY_RE: Final = re.compile(r"^\d+\.\d+$")
 _MINOR_KEY_RE: Final = re.compile(r"^\d+\.\d+$")
 
@@ -97,9 +98,19 @@ class Release:
     variants: tuple[str, ...]
     python: tuple[str, ...]
     pypi_linux: str | None
-    torchvision: str  # paired torchvision minor line, "0.22"
+    # The paired torchvision minor line, "0.22"; None while no torchvision is released for this
+    # torch line: then the wheels' own `Requires-Dist: torch...` decide (a py3-none torchvision
+    # such as 0.29.2 declares torch>=2.14.0 and serves later releases too).
+    torchvision: str | None
     torchaudio: str  # paired torchaudio minor line, "2.7"
     source: str
+    linux_only: tuple[str, ...] = ()  # variants published for Linux only (2.14's cu134)
+
+    def variants_for(self, platform: Platform) -> tuple[str, ...]:
+        """The variants published for `platform`'s wheels."""
+        if platform is Platform.LINUX:
+            return self.variants
+        return tuple(v for v in self.variants if v not in self.linux_only)
 
 
 class Coverage(StrEnum):
@@ -114,6 +125,7 @@ class _ArchEntry:
     torch: SpecifierSet
     os: str  # "linux", "windows" or "any"
     arch: ArchList
+    machine: str = "x86_64"  # aarch64 wheels are built for another list (build_env_setup.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +139,16 @@ class Knowledge:
     not_runnable: Mapping[ComputeCapability, frozenset[ComputeCapability]]
     also_runs_on: Mapping[ComputeCapability, frozenset[ComputeCapability]]
     arch_entries: tuple[_ArchEntry, ...]
+    retrieved: str = ""  # the date the data was last checked against its sources
+
+    # --- what this copy knows ------------------------------------------------------------------
+
+    def newest_release(self) -> str | None:
+        return max(self.releases, key=Version) if self.releases else None
+
+    def newest_cuda(self) -> str | None:
+        """The newest CUDA version the driver table knows ("13.4")."""
+        return max(self.cuda, key=lambda c: tuple(int(p) for p in c.split("."))) if self.cuda else None
 
     # --- drivers -------------------------------------------------------------------------------
 
@@ -139,10 +161,18 @@ class Knowledge:
             mvc = self.cuda_majors[major][0].get(os_key)
         toolkit: DriverVersion | None = None
         if cuda in self.cuda:
-            toolkit = self.cuda[cuda][0].get(os_key)
-            if toolkit is None:
-                # NVIDIA publishes no Windows toolkit driver from CUDA 13 on: the major's floor applies.
-                toolkit = mvc
+            floors = self.cuda[cuda][0]
+            toolkit = floors.get(os_key)
+            linux = floors.get("linux")
+            if toolkit is None and os_key == "windows" and linux is not None:
+                # NVIDIA publishes no Windows toolkit driver from CUDA 13 on. Windows drivers are
+                # numbered by branch (R580: 580.88 ... 581.x), and a branch supports the CUDA minor
+                # of its Linux GA driver, so the branch number is the floor: an R580 Windows
+                # driver supports 13.0 and runs 13.2 only through minor-version compatibility.
+                toolkit = DriverVersion.parse(str(linux.key.release[0]))
+        # toolkit None: no number says this driver supports the CUDA minor fully (a CUDA version
+        # the data does not know, or 13.4 whose GA driver was not found); `fit` then trusts only
+        # the driver's own CUDA version.
         return DriverFloor(cuda=cuda, toolkit=toolkit, mvc=mvc)
 
     def cuda_min_arch(self, cuda: str) -> ComputeCapability | None:
@@ -161,26 +191,41 @@ class Knowledge:
         """The release line of a torch version: "2.7.1+cu128" -> the 2.7 entry, or None if unknown."""
         return self.releases.get(release_minor(version))
 
-    def arch_list(self, version: str, variant: str, platform: Platform) -> ArchList | None:
-        """The GPUs a (torch version, variant) wheel was compiled for on `platform`.
+    def arch_list(
+        self, version: str, variant: str, platform: Platform, machine: str | None = None
+    ) -> ArchList | None:
+        """The GPUs a (torch version, variant) wheel was compiled for on `platform` and `machine`
+        ("x86_64", the default, or "aarch64": `machine_of_tags`).
 
-        A release the data does not know gets the newest list known for its variant, marked
-        `inferred`, so callers can avoid alarms the data cannot back. None: nothing is known.
+        Entries match the full release ("==2.13.0" is the one release that shipped PTX), so a
+        bare minor ("2.13") is read as its .0 release. A release the data does not know, or an
+        aarch64 wheel without its own list, gets the nearest list marked `inferred`, so callers
+        can avoid alarms the data cannot back. None: nothing is known.
         """
-        minor = Version(release_minor(version))
+        # Nightlies and release candidates count as their release (2.11.0.dev1 as 2.11.0).
+        parts = (*_public(version).release, 0, 0)[:3]
+        release = Version(".".join(str(p) for p in parts))
         known = release_minor(version) in self.releases
         os_key = _os_key(platform)
+        wanted_machine = machine if machine in MACHINES else "x86_64"
         candidates = [e for e in self.arch_entries if e.variant == variant]
         if not candidates:
             return None
-        # Prefer this OS's list; fall back to the other OS's, which differ only in small ways.
-        for os_choice in (os_key, "any", *[o for o in OSES if o != os_key]):
-            matching = [e for e in candidates if e.os == os_choice and minor in e.torch]
-            if matching:
-                arch = matching[0].arch
-                if known:
-                    return arch
-                return ArchList(arch.codes, arch.ptx, arch.source, inferred=True)
+        # Prefer this machine's and OS's list; fall back to the other OS's, which differ only in
+        # small ways, and then to x86_64's for an aarch64 wheel (marked inferred).
+        machines = (wanted_machine,) if wanted_machine == "x86_64" else (wanted_machine, "x86_64")
+        for machine_choice in machines:
+            for os_choice in (os_key, "any", *[o for o in OSES if o != os_key]):
+                matching = [
+                    e
+                    for e in candidates
+                    if e.machine == machine_choice and e.os == os_choice and release in e.torch
+                ]
+                if matching:
+                    arch = matching[0].arch
+                    if known and machine_choice == wanted_machine:
+                        return arch
+                    return ArchList(arch.codes, arch.ptx, arch.source, inferred=True)
         return None
 
     # --- architectures -------------------------------------------------------------------------
@@ -336,14 +381,20 @@ def _parse_releases(r: _Reader, raw: object) -> dict[str, Release]:
             raise r.fail(where, "a release must look like '2.7'")
         entry = r.obj(value, where)
         pypi = entry.get("pypi_linux")
+        vision = entry.get("torchvision")
+        variants = r.texts(entry.get("variants"), f"{where}.variants")
+        linux_only = r.texts(entry.get("linux_only", []), f"{where}.linux_only")
+        if not set(linux_only) <= set(variants):
+            raise r.fail(f"{where}.linux_only", "every Linux-only variant must be in `variants`")
         releases[key] = Release(
             minor=key,
-            variants=r.texts(entry.get("variants"), f"{where}.variants"),
+            variants=variants,
             python=r.texts(entry.get("python"), f"{where}.python"),
             pypi_linux=None if pypi is None else r.text(pypi, f"{where}.pypi_linux"),
-            torchvision=r.text(entry.get("torchvision"), f"{where}.torchvision"),
+            torchvision=None if vision is None else r.text(vision, f"{where}.torchvision"),
             torchaudio=r.text(entry.get("torchaudio"), f"{where}.torchaudio"),
             source=r.text(entry.get("source"), f"{where}.source"),
+            linux_only=linux_only,
         )
     return releases
 
@@ -379,7 +430,10 @@ def _parse_arch_lists(r: _Reader, raw: object) -> tuple[_ArchEntry, ...]:
         ptx = None if ptx_raw is None else r.cc(ptx_raw, f"{where}.ptx")
         source = r.text(entry.get("source"), f"{where}.source")
         variant = r.text(entry.get("variant"), f"{where}.variant")
-        entries.append(_ArchEntry(variant, spec, os_, ArchList(codes, ptx, source)))
+        machine = r.text(entry.get("machine", "x86_64"), f"{where}.machine")
+        if machine not in MACHINES:
+            raise r.fail(f"{where}.machine", "expected 'x86_64' or 'aarch64'")
+        entries.append(_ArchEntry(variant, spec, os_, ArchList(codes, ptx, source), machine))
     return tuple(entries)
 
 
@@ -409,6 +463,7 @@ def _parse(raw: Mapping[str, object], origin: str) -> Knowledge:
         not_runnable=cc_map("not_runnable"),
         also_runs_on=cc_map("also_runs_on"),
         arch_entries=_parse_arch_lists(r, raw.get("arch_lists")),
+        retrieved=str(raw.get("retrieved") or ""),
     )
 
 

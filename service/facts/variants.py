@@ -4,6 +4,7 @@ index that serves one sub-index per variant (`<base>/<variant>/`)."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Final
 
 DEFAULT_INDEX_BASE: Final = "https://download.pytorch.org/whl"
@@ -43,3 +44,19 @@ def cuda_tuple(text: str | None) -> tuple[int, int] | None:
 def cuda_key(variant: str) -> tuple[int, int]:
     """Sort key: cu118 < cu126 < cu128 < cu130; non-CUDA variants sort first."""
     return cuda_tuple(variant_cuda(variant)) or (0, 0)
+
+
+def machine_of_platform_tag(platform_tag: str) -> str:
+    """ "manylinux_2_28_aarch64" / "linux_aarch64" / "win_arm64" -> "aarch64"; everything else
+    (x86_64, win_amd64, any) -> "x86_64", the machine every arch list is for unless marked."""
+    tag = platform_tag.lower()
+    return "aarch64" if tag.endswith(("aarch64", "arm64")) else "x86_64"
+
+
+def machine_of_tags(platform_tags: Iterable[str]) -> str:
+    """The machine an interpreter's wheel tags are for: its most preferred platform tag that names
+    one (pure-Python "any" tags say nothing)."""
+    for tag in platform_tags:
+        if tag != "any":
+            return machine_of_platform_tag(tag)
+    return "x86_64"

@@ -602,6 +602,15 @@ class IndexClient:
     def cache_dir(self) -> Path:
         return self._cache_dir if self._cache_dir is not None else cache.index_cache()
 
+    def open_file(self, url: str, headers: Mapping[str, str] | None = None) -> Response:
+        """GET a file the index links to (a wheel's `.metadata`, a byte range of a wheel) with
+        this client's opener, timeout and user agent; the caller reads and closes the response.
+        Raises InsecureIndexError for a URL that is neither https nor loopback, and urllib's
+        errors as they come (metadata.py turns them into notes: metadata is a help, not a must)."""
+        check_url(url, what="index file")
+        request = urllib.request.Request(url, headers={"User-Agent": self._user_agent, **(headers or {})})  # noqa: S310
+        return self._opener.open(request, timeout=self.timeout)
+
     def page_url(self, variant: str, project: str) -> str:
         return f"{self.base_url}/{_check_variant(variant)}/{canonicalize_name(project)}/"
 

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from packaging.specifiers import SpecifierSet
 from packaging.tags import Tag
 
 from torchdoctor.service.envs.builds import BuildReading, read_build
@@ -14,8 +15,10 @@ from torchdoctor.service.envs.tags import interpreter_facts, tags_for
 from torchdoctor.service.errors import TorchdoctorError
 from torchdoctor.service.facts.knowledge import Knowledge
 from torchdoctor.service.install.index import IndexClient, IndexFile, compatible
+from torchdoctor.service.install.metadata import MetadataReader, admits
 from torchdoctor.service.install.policy import (
     COMPANIONS,
+    Choice,
     Plan,
     PlanRefusedError,
     Published,
@@ -23,6 +26,7 @@ from torchdoctor.service.install.policy import (
     candidate_variants,
     choose_companions,
     choose_torch,
+    companion_order,
     cpu_choice_hint,
 )
 from torchdoctor.service.models import Hardware, PythonEnv
@@ -96,16 +100,27 @@ def make_plan(
             exc.hint = cpu_choice_hint(_cpu_command(target, knowledge, client, index_base), index_base)
         raise
     wanted = [p for p in COMPANIONS if target.installed and getattr(target.installed, p) is not None]
+    declared: dict[str, SpecifierSet] = {}
+    reader = MetadataReader(client)
     if wanted:
         say(f"asking for {' and '.join(wanted)} on {choice.variant}")
         published = _fetch(client, target, (choice.variant,), wanted)
+        declared = _declared(reader, choice, published, wanted, target.tags)
     companions, notes = choose_companions(
         choice=choice,
         installed=target.installed,
         knowledge=knowledge,
         published=published,
         tags=target.tags,
+        declared=declared,
     )
+    unread = reader.notes
+    if unread:
+        notes = (
+            *notes,
+            f"the index did not say which torch {len(unread)} companion wheel(s) require, so "
+            f"torchdoctor's data paired them ({unread[0]})",
+        )
     return build_plan(
         environment=target.env.root,
         choice=choice,
@@ -114,6 +129,39 @@ def make_plan(
         index_base=index_base,
         installed=target.installed,
     )
+
+
+def _declared(
+    reader: MetadataReader,
+    choice: Choice,
+    published: Published,
+    projects: Sequence[str],
+    tags: Sequence[Tag],
+) -> dict[str, SpecifierSet]:
+    """What companion wheels require of torch, read newest first until one admits the chosen torch
+    (the policy takes the newest that does, so older ones need not be read). Projects are read
+    concurrently; where one wheel's requirement cannot be read, none of its project's count."""
+    torch_version = choice.file.public_version
+
+    def one(project: str) -> dict[str, SpecifierSet]:
+        found: dict[str, SpecifierSet] = {}
+        for file in companion_order(choice, published, project, tags):
+            metadata = reader.read(file)
+            spec = metadata.requirement_on("torch") if metadata is not None else None
+            if spec is None:
+                # Unreadable, or a wheel that names no torch: half an answer could skip the right
+                # release, so the data pairs this project.
+                return {}
+            found[file.url] = spec
+            if admits(spec, torch_version):
+                break
+        return found
+
+    declared: dict[str, SpecifierSet] = {}
+    with ThreadPoolExecutor(max_workers=max(1, len(projects))) as pool:
+        for found in pool.map(one, projects):
+            declared.update(found)
+    return declared
 
 
 def _cpu_command(target: Target, knowledge: Knowledge, client: IndexClient, index_base: str) -> str | None:

@@ -17,14 +17,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from packaging.specifiers import SpecifierSet
 from packaging.tags import Tag
 from packaging.version import Version
 
 from torchdoctor.service.envs.builds import BuildReading
 from torchdoctor.service.errors import TorchdoctorError
 from torchdoctor.service.facts.knowledge import Knowledge, release_minor
-from torchdoctor.service.facts.variants import DEFAULT_INDEX_BASE, cuda_key, variant_cuda
+from torchdoctor.service.facts.variants import DEFAULT_INDEX_BASE, cuda_key, machine_of_tags, variant_cuda
 from torchdoctor.service.install.index import IndexFile
+from torchdoctor.service.install.metadata import admits
 from torchdoctor.service.models import Hardware, Installer, Platform
 from torchdoctor.service.rules.diagnose import gpu_words
 from torchdoctor.service.rules.fit import DriverLevel, Fit, FitLevel, build_fit, driver_verdict
@@ -160,13 +162,14 @@ def choose_torch(
         reason = f"No NVIDIA GPU was found, so this {kept} torch {version} as the CPU build."
         return Choice("cpu", _best_file(releases[version], tags), None, reason)
 
-    # Every published (release, CUDA variant) with its fit.
+    # Every published (release, CUDA variant) with its fit; aarch64 wheels have their own lists.
+    machine = machine_of_tags(t.platform for t in tags)
     options: dict[Version, list[tuple[str, Fit, list[IndexFile]]]] = {}
     for variant in published.files:
         if not variant.startswith("cu"):
             continue
         for version, files in _releases(published.of(variant, "torch"), variant).items():
-            fit = build_fit(knowledge, str(version), variant, hardware, platform=platform)
+            fit = build_fit(knowledge, str(version), variant, hardware, platform=platform, machine=machine)
             options.setdefault(version, []).append((variant, fit, files))
 
     fitting = {v: [o for o in opts if o[1].level is not FitLevel.NONE] for v, opts in options.items()}
@@ -233,7 +236,9 @@ def _refusal(
     newest = max(options)
     reasons = []
     for variant, fit, _ in sorted(options[newest], key=lambda o: cuda_key(o[0]), reverse=True):
-        if fit.driver.level is DriverLevel.TOO_OLD:
+        if fit.not_for_jetson:
+            reasons.append(f"{variant} is an aarch64 server build, which does not run on a Jetson")
+        elif fit.driver.level is DriverLevel.TOO_OLD:
             reasons.append(f"{variant} needs driver {fit.driver.floor.mvc} or newer")
         elif fit.uncovered:
             reasons.append(f"{variant} has no code for the {gpu_words(fit.uncovered)}")
@@ -244,6 +249,15 @@ def _refusal(
     )
 
 
+def companion_order(
+    choice: Choice, published: Published, project: str, tags: Sequence[Tag]
+) -> list[IndexFile]:
+    """One wheel per release of `project` on the chosen variant, newest first: the wheels whose
+    declared `Requires-Dist: torch` `plan` reads, in the order `choose_companions` weighs them."""
+    releases = _releases(published.of(choice.variant, project), choice.variant)
+    return [_best_file(files, tags) for files in releases.values()]
+
+
 def choose_companions(
     *,
     choice: Choice,
@@ -251,15 +265,20 @@ def choose_companions(
     knowledge: Knowledge,
     published: Published,
     tags: Sequence[Tag],
+    declared: Mapping[str, SpecifierSet] | None = None,
 ) -> tuple[tuple[IndexFile, ...], tuple[str, ...]]:
     """(c): the companions the environment has, paired with the chosen torch, from its variant.
 
-    For a torch release the knowledge does not know, torchvision is paired by the rule every 2.x
-    release has followed (0.(minor+15)), and the plan says that it is a rule, not a fact; the
-    installer still enforces the wheel's own `Requires-Dist: torch==...`.
+    `declared`: what companion wheels (by URL) require of torch, read from the index's metadata
+    (`metadata.py`). Where the index told it, the newest
+    release whose requirement admits the chosen torch is taken, so a release nobody has written
+    into the data is paired by what it says. Only where no metadata could be read do the data's
+    pairs decide, and for a torch release the data does not know, the 0.(minor+15) rule every 2.x
+    release has followed, which the plan then calls a guess.
     """
     if installed is None:
         return (), ()
+    declared = declared or {}
     torch_version = choice.file.public_version
     chosen: list[IndexFile] = []
     notes: list[str] = []
@@ -272,29 +291,49 @@ def choose_companions(
                 f"{project} is not published for {choice.variant} for this Python; it was left as it is"
             )
             continue
-        wanted = knowledge.paired_patch(str(torch_version), project)
-        pick: Version | None = None
-        if wanted is not None and Version(wanted) in releases:
-            pick = Version(wanted)
-        else:
-            pick = next((v for v in releases if _pairs(project, v, torch_version, knowledge)), None)
-            if (
-                pick is not None
-                and project == "torchvision"
-                and knowledge.release(str(torch_version)) is None
-            ):
+        best = {version: _best_file(files, tags) for version, files in releases.items()}
+        read = {v: declared[f.url] for v, f in best.items() if f.url in declared}
+        if read:
+            pick = next((v for v, spec in read.items() if admits(spec, torch_version)), None)
+            if pick is None:
                 notes.append(
-                    f"torchvision {pick} was paired with torch {torch_version} by the usual version rule; "
-                    "this copy of torchdoctor does not know that release"
+                    f"no {project} published for {choice.variant} declares that it works with torch "
+                    f"{torch_version}; it was left as it is"
                 )
+                continue
+            chosen.append(best[pick])
+            continue
+        pick = _paired_by_data(project, releases, torch_version, knowledge, notes)
         if pick is None:
             notes.append(
                 f"no {project} paired with torch {torch_version} is published for {choice.variant}; "
                 "it was left as it is"
             )
             continue
-        chosen.append(_best_file(releases[pick], tags))
+        chosen.append(best[pick])
     return tuple(chosen), tuple(notes)
+
+
+def _paired_by_data(
+    project: str,
+    releases: Mapping[Version, list[IndexFile]],
+    torch_version: Version,
+    knowledge: Knowledge,
+    notes: list[str],
+) -> Version | None:
+    """The companion release the data pairs with torch, when the index's metadata could not say."""
+    wanted = knowledge.paired_patch(str(torch_version), project)
+    if wanted is not None and Version(wanted) in releases:
+        return Version(wanted)
+    pick = next((v for v in releases if _pairs(project, v, torch_version, knowledge)), None)
+    release = knowledge.release(str(torch_version))
+    if pick is not None and project == "torchvision" and (release is None or release.torchvision is None):
+        notes.append(
+            f"torchvision {pick} was paired with torch {torch_version} by a guess: torchvision "
+            f"0.(minor+15) has gone with every torch 2.x release so far, but neither the index's "
+            "metadata nor this copy of torchdoctor's data says which torchvision goes with it"
+        )
+    return pick
 
 
 def _pairs(project: str, version: Version, torch_version: Version, knowledge: Knowledge) -> bool:
@@ -302,7 +341,7 @@ def _pairs(project: str, version: Version, torch_version: Version, knowledge: Kn
     line = release_minor(str(version))
     release = knowledge.release(str(torch_version))
     if project == "torchvision":
-        if release is not None:
+        if release is not None and release.torchvision is not None:
             return line == release.torchvision
         # Every 2.x release so far pairs torchvision 0.(minor+15) (a test of the data checks it).
         return line == f"0.{torch_version.minor + 15}"

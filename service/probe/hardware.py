@@ -13,9 +13,11 @@ tests/fixtures/nvidia-smi and tests/fixtures/proc-driver.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import ntpath
 import os
+import platform as host_platform
 import posixpath
 import re
 import sys
@@ -436,7 +438,41 @@ def _linux_driver_version(fs_root: Path) -> tuple[str, str] | None:
     return None
 
 
+def normalise_machine(text: str) -> str | None:
+    """`platform.machine()` as the arch lists name it: "x86_64" or "aarch64"; None for others."""
+    value = text.strip().lower()
+    if value in ("x86_64", "amd64", "x64"):
+        return "x86_64"
+    if value in ("aarch64", "arm64"):
+        return "aarch64"
+    return None
+
+
+def is_tegra(fs_root: Path) -> bool:
+    """A Jetson: L4T writes /etc/nv_tegra_release, and the device tree names a Tegra SoC."""
+    if (fs_root / "etc/nv_tegra_release").is_file():
+        return True
+    compatible = _read_text(fs_root / "proc/device-tree/compatible")
+    return compatible is not None and "nvidia,tegra" in compatible
+
+
 def probe_hardware(
+    *,
+    nvml: object | None = None,
+    run: Callable[..., Completed] = proc.run,
+    platform: Platform | None = None,
+    environ: Mapping[str, str] | None = None,
+    fs_root: Path = Path("/"),
+    machine: str | None = None,
+) -> Hardware:
+    """What `probe_driver` finds, plus the host's machine (`machine` overrides
+    `platform.machine()`) and, on Linux, whether it is a Jetson (Tegra)."""
+    hw = probe_driver(nvml=nvml, run=run, platform=platform, environ=environ, fs_root=fs_root)
+    tegra = hw.platform is Platform.LINUX and is_tegra(fs_root)
+    return dataclasses.replace(hw, machine=normalise_machine(machine or host_platform.machine()), tegra=tegra)
+
+
+def probe_driver(
     *,
     nvml: object | None = None,
     run: Callable[..., Completed] = proc.run,
@@ -528,6 +564,8 @@ _TOP_KEYS: Final = (
     "gpus",
     "state",
     "notes",
+    "machine",
+    "tegra",
 )
 _GPU_KEYS: Final = ("index", "name", "compute_capability", "memory_mib")
 
@@ -550,6 +588,8 @@ def hardware_to_json(hw: Hardware) -> dict[str, object]:
         ],
         "state": hw.state.value,
         "notes": list(hw.notes),
+        "machine": hw.machine,
+        "tegra": hw.tegra,
     }
 
 
@@ -670,6 +710,12 @@ def hardware_from_json(obj: object, *, where: str) -> Hardware:
         raw_notes = []
     if not isinstance(raw_notes, list) or not all(isinstance(n, str) for n in raw_notes):
         raise _bad(where, "notes", "a list of sentences", raw_notes)
+    machine = obj.get("machine")
+    if machine is not None and (not isinstance(machine, str) or normalise_machine(machine) is None):
+        raise _bad(where, "machine", '"x86_64" or "aarch64"', machine)
+    tegra = obj.get("tegra", False)
+    if not isinstance(tegra, bool):
+        raise _bad(where, "tegra", "true or false", tegra)
     return Hardware(
         source=HardwareSource.FILE,
         platform=platform,
@@ -678,6 +724,8 @@ def hardware_from_json(obj: object, *, where: str) -> Hardware:
         gpus=gpus,
         state=state,
         notes=tuple(raw_notes),
+        tegra=tegra,
+        machine=normalise_machine(machine) if machine is not None else None,
     )
 
 

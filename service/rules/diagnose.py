@@ -319,6 +319,16 @@ def _driver(ctx: _Ctx) -> Finding | None:
         return None
     verdict = driver_verdict(ctx.knowledge, cuda, ctx.hardware)
     floor = verdict.floor
+    if verdict.level is DriverLevel.TOO_OLD and ctx.hardware.tegra:
+        # A Jetson's driver comes with its JetPack (L4T) release: no desktop driver to install.
+        return Finding(
+            FindingCode.DRIVER_TOO_OLD,
+            f"torch {ctx.build.version} is built with CUDA {cuda}, but this Jetson's JetPack "
+            f"(L4T {ctx.hardware.driver_version or 'release unknown'}) supports CUDA "
+            f"{ctx.hardware.cuda_driver_version}: torch.cuda.is_available() is False.",
+            f"update JetPack to one that supports CUDA {cuda}, or install NVIDIA's Jetson build of torch "
+            "for this JetPack (https://docs.nvidia.com/deeplearning/frameworks/install-pytorch-jetson-platform/)",
+        )
     if verdict.level is DriverLevel.TOO_OLD:
         needs = floor.mvc if floor.mvc is not None else f"CUDA {cuda} support"
         return Finding(
@@ -330,9 +340,19 @@ def _driver(ctx: _Ctx) -> Finding | None:
             + _target_hint(ctx),
         )
     if verdict.level is DriverLevel.MINOR_COMPAT:
+        arch = ctx.reading.arch or ctx.knowledge.arch_list(
+            ctx.build.version or "", ctx.build.variant or "", ctx.platform, ctx.hardware.machine
+        )
+        # Release wheels carry no PTX of their own (only 2.13.0's cu130/cu132 do); Triton and
+        # torch.compile generate PTX, which a driver older than the build's CUDA cannot compile.
+        jit = (
+            "its PTX JIT, Triton and torch.compile"
+            if arch is not None and arch.ptx
+            else "Triton and torch.compile"
+        )
         message = (
-            f"the driver ({verdict.have}) is older than CUDA {cuda}'s own ({verdict.needed()}), so torch "
-            f"runs through CUDA minor-version compatibility: PTX JIT, Triton and torch.compile may fail."
+            f"the driver ({verdict.have}) does not support CUDA {cuda} itself (that needs "
+            f"{verdict.needed()}), so torch runs through CUDA minor-version compatibility: {jit} may fail."
         )
         target = _target(ctx)
         if target is None or _unchanged(ctx, target):
@@ -356,17 +376,31 @@ def _driver(ctx: _Ctx) -> Finding | None:
 
 
 def _arch(ctx: _Ctx, fit: Fit) -> Finding | None:
+    if fit.not_for_jetson:
+        return Finding(
+            FindingCode.GPU_ARCH_UNSUPPORTED,
+            f"torch {ctx.build.version} is an aarch64 server (SBSA) build of CUDA {ctx.build.cuda}: "
+            "PyPI's and download.pytorch.org's aarch64 wheels before CUDA 13 do not run on a Jetson, "
+            f"whatever its JetPack, so it cannot use the {gpu_words(ctx.hardware.gpus)}.",
+            "install NVIDIA's Jetson build of torch for this JetPack "
+            "(https://docs.nvidia.com/deeplearning/frameworks/install-pytorch-jetson-platform/), "
+            f"or a CUDA 13 build on JetPack 7 and newer: `{ctx.plan_cmd()}` shows what the index has",
+        )
     uncovered = fit.uncovered
     if not uncovered:
         return None
     arch = fit.arch
     compiled = f"compiled for {arch.describe()}" if arch else f"built with CUDA {ctx.build.cuda}"
     ptx_only = any(g.coverage is Coverage.PTX for g in fit.gpus if g.gpu in uncovered)
+    # Only 2.13.0's cu130/cu132 release wheels carry PTX (compute_120); JIT of it needs a driver
+    # that supports the build's CUDA minor.
     why = (
-        " (it could JIT the embedded PTX only with the CUDA toolkit's own driver, "
-        f"{fit.driver.needed()} or newer)"
+        " (its only PTX, compute_"
+        f"{arch.ptx.sm if arch and arch.ptx else '?'}, could be JIT-compiled for it only by a driver "
+        f"supporting CUDA {ctx.build.cuda}, {fit.driver.needed()} or newer)"
         if ptx_only
-        else ": expect 'no kernel image is available for execution on the device'"
+        else ": it carries no PTX that could be compiled for it, so expect "
+        "'no kernel image is available for execution on the device'"
     )
     return Finding(
         FindingCode.GPU_ARCH_UNSUPPORTED,
@@ -383,7 +417,11 @@ def _newer_variant(ctx: _Ctx) -> Finding | None:
     rel = ctx.knowledge.release(release)
     if rel is None:
         return None
-    newer = tuple(v for v in rel.variants if v.startswith("cu") and cuda_key(v) > cuda_key(build.variant))
+    newer = tuple(
+        v
+        for v in rel.variants_for(ctx.platform)
+        if v.startswith("cu") and cuda_key(v) > cuda_key(build.variant)
+    )
     choice = best_variant(ctx.knowledge, release, ctx.hardware, candidates=newer, platform=ctx.platform)
     if choice is None or choice[1].driver.level is not DriverLevel.FULL:
         return None
@@ -430,7 +468,7 @@ def _companion_findings(ctx: _Ctx) -> list[Finding]:
         reading.torchvision if reading.torchvision and is_valid_version(reading.torchvision.version) else None
     )
     if tv is not None:
-        if rel is not None and release_minor(tv.version) != rel.torchvision:
+        if rel is not None and rel.torchvision is not None and release_minor(tv.version) != rel.torchvision:
             findings.append(mismatch("torchvision", tv, f"torchvision {rel.torchvision}.x"))
         elif not _spec_allows(tv.requires_torch, build.version):
             findings.append(

@@ -2,22 +2,34 @@
 
 A build *fits* when every GPU is covered by its compiled architectures (native code of the same
 major, or PTX the driver can JIT) and the driver meets its CUDA major's minor-version-compatibility
-floor; it fits *fully* when the driver also meets the toolkit driver of the CUDA version it was
-built with. `diagnose` judges installed builds with this; `plan` chooses new ones with it.
+floor; it fits *fully* when the driver supports the CUDA minor it was built with. Where the
+driver's own CUDA version is known (NVML `nvmlSystemGetCudaDriverVersion`, nvidia-smi's header, a
+hardware file's `cuda_driver_version`) that decides: build CUDA <= driver CUDA fits fully. Only a
+driver number is known: NVIDIA's table of the first driver of each CUDA minor (its GA driver)
+decides. `diagnose` judges installed builds with this; `plan` chooses new ones with it, so both
+give one answer for one machine.
+
+On a Jetson (Tegra) the driver file reports an L4T release, not a desktop driver, so desktop
+floors do not apply; the PyPI / download.pytorch.org aarch64 wheels built before CUDA 13 are for
+servers (SBSA) and do not run on Jetson at all.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Final
 
 from torchdoctor.service.facts.knowledge import ArchList, Coverage, DriverFloor, DriverVersion, Knowledge
 from torchdoctor.service.facts.variants import cuda_key, cuda_tuple, variant_cuda
 from torchdoctor.service.models import ComputeCapability, Gpu, Hardware, Platform
 
+# The first CUDA major whose aarch64 wheels (SBSA) also run on Jetson (Thor, JetPack 7).
+JETSON_FIRST_CUDA_MAJOR: Final = 13
+
 
 class DriverLevel(StrEnum):
-    FULL = "full"  # at or above the toolkit's own driver
+    FULL = "full"  # the driver supports the build's CUDA minor
     MINOR_COMPAT = "minor-compat"  # runs through CUDA minor-version compatibility
     TOO_OLD = "too-old"
     UNKNOWN = "unknown"  # the driver version is not known (e.g. a hardware file without it)
@@ -53,6 +65,7 @@ class Fit:
     driver: DriverVerdict
     arch: ArchList | None
     gpus: tuple[GpuCoverage, ...]
+    not_for_jetson: bool = False  # a pre-CUDA-13 aarch64 wheel on a Jetson: it cannot run there
 
     @property
     def uncovered(self) -> tuple[Gpu, ...]:
@@ -77,27 +90,34 @@ def _parse_driver(text: str | None) -> DriverVersion | None:
 def driver_verdict(knowledge: Knowledge, cuda: str, hardware: Hardware) -> DriverVerdict:
     """Judge the installed driver against a build's CUDA version.
 
-    The driver version number is compared with NVIDIA's per-OS tables; when only the driver's CUDA
-    version is known (a hardware file, some nvidia-smi outputs) that is compared instead: any driver
-    reporting CUDA X.y meets the X.x minor-version floor.
+    The driver's own CUDA version, where known, is the test: a driver reporting CUDA X.y runs
+    X.y and older builds fully, newer X.z through minor-version compatibility (when its number
+    also meets the major's floor), and nothing of a newer major. Otherwise the driver number is
+    compared with NVIDIA's per-OS tables; a CUDA minor without a known first driver can then be
+    called minor-version compatible at best. On a Jetson the number is an L4T release, so only
+    the CUDA version counts.
     """
     floor = knowledge.driver_floor(cuda, hardware.platform)
-    have = _parse_driver(hardware.driver_version)
-    if have is not None and floor.mvc is not None:
-        if have < floor.mvc:
-            return DriverVerdict(DriverLevel.TOO_OLD, floor, hardware.driver_version)
-        if floor.toolkit is not None and have < floor.toolkit:
-            return DriverVerdict(DriverLevel.MINOR_COMPAT, floor, hardware.driver_version)
-        return DriverVerdict(DriverLevel.FULL, floor, hardware.driver_version)
+    have = None if hardware.tegra else _parse_driver(hardware.driver_version)
     driver_cuda = cuda_tuple(hardware.cuda_driver_version)
     build_cuda = cuda_tuple(cuda)
     if driver_cuda is not None and build_cuda is not None:
         have_text = f"CUDA {hardware.cuda_driver_version}"
-        if driver_cuda[0] < build_cuda[0]:
+        if have is not None:
+            have_text = f"{hardware.driver_version} (CUDA {hardware.cuda_driver_version})"
+        if driver_cuda[0] < build_cuda[0] or (
+            have is not None and floor.mvc is not None and have < floor.mvc
+        ):
             return DriverVerdict(DriverLevel.TOO_OLD, floor, have_text)
         if driver_cuda < build_cuda:
             return DriverVerdict(DriverLevel.MINOR_COMPAT, floor, have_text)
         return DriverVerdict(DriverLevel.FULL, floor, have_text)
+    if have is not None and floor.mvc is not None:
+        if have < floor.mvc:
+            return DriverVerdict(DriverLevel.TOO_OLD, floor, hardware.driver_version)
+        if floor.toolkit is None or have < floor.toolkit:
+            return DriverVerdict(DriverLevel.MINOR_COMPAT, floor, hardware.driver_version)
+        return DriverVerdict(DriverLevel.FULL, floor, hardware.driver_version)
     return DriverVerdict(DriverLevel.UNKNOWN, floor, hardware.driver_version)
 
 
@@ -143,20 +163,27 @@ def build_fit(
     *,
     arch: ArchList | None = None,
     platform: Platform | None = None,
+    machine: str | None = None,
 ) -> Fit:
     """How well a CUDA build (`variant` "cu128") of torch `version` fits `hardware`.
 
     `arch`: the build's own architecture list when it was read from the installed files; by
-    default the knowledge's list for (version, variant, `platform`). `platform` is the OS the wheel
-    is for (the environment's); driver floors always use the hardware's.
+    default the knowledge's list for (version, variant, `platform`, `machine`). `platform` and
+    `machine` are what the wheel is for (the environment's tags; by default the hardware's);
+    driver floors always use the hardware's.
     """
     cuda = variant_cuda(variant)
     if cuda is None:
         raise ValueError(f"build_fit needs a CUDA variant, got {variant!r}")
     driver = driver_verdict(knowledge, cuda, hardware)
     if arch is None:
-        arch = knowledge.arch_list(version, variant, platform or hardware.platform)
+        arch = knowledge.arch_list(
+            version, variant, platform or hardware.platform, machine or hardware.machine
+        )
     coverage = gpu_coverage(knowledge, arch, cuda, hardware.gpus)
+    build_cuda = cuda_tuple(cuda)
+    if hardware.tegra and build_cuda is not None and build_cuda[0] < JETSON_FIRST_CUDA_MAJOR:
+        return Fit(FitLevel.NONE, driver, arch, coverage, not_for_jetson=True)
     fit = Fit(FitLevel.FULL, driver, arch, coverage)
     if driver.level is DriverLevel.TOO_OLD or fit.uncovered:
         return Fit(FitLevel.NONE, driver, arch, coverage)
@@ -172,6 +199,7 @@ def best_variant(
     *,
     candidates: tuple[str, ...] | None = None,
     platform: Platform | None = None,
+    machine: str | None = None,
 ) -> tuple[str, Fit] | None:
     """The newest CUDA variant of `version` that fits fully, else the newest that fits at all.
 
@@ -179,10 +207,12 @@ def best_variant(
     variants from the knowledge. None when nothing fits.
     """
     release = knowledge.release(version)
-    pool = candidates if candidates is not None else (release.variants if release else ())
+    wheel_os = platform or hardware.platform
+    pool = candidates if candidates is not None else (release.variants_for(wheel_os) if release else ())
     cuda_variants = sorted((v for v in pool if v.startswith("cu")), key=cuda_key)
     fits = [
-        (v, build_fit(knowledge, version, v, hardware, platform=platform)) for v in reversed(cuda_variants)
+        (v, build_fit(knowledge, version, v, hardware, platform=platform, machine=machine))
+        for v in reversed(cuda_variants)
     ]
     for wanted in (FitLevel.FULL, FitLevel.MINOR_COMPAT):
         for variant, fit in fits:

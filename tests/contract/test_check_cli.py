@@ -19,7 +19,17 @@ from tests.support.envs import install_standins, make_venv
 from tests.support.standin import StandIn
 
 TOP_KEYS = {"schema_version", "hardware", "environments", "status", "notes"}
-HW_KEYS = {"source", "platform", "driver_version", "cuda_driver_version", "gpus", "state", "notes"}
+HW_KEYS = {
+    "source",
+    "platform",
+    "driver_version",
+    "cuda_driver_version",
+    "gpus",
+    "state",
+    "notes",
+    "machine",
+    "tegra",
+}
 GPU_KEYS = {"index", "name", "compute_capability", "memory_mib"}
 ENV_KEYS = {"path", "python", "python_version", "kind", "torch", "status", "findings"}
 TORCH_KEYS = {"version", "variant", "cuda", "torchvision", "torchaudio", "installer"}

@@ -12,7 +12,17 @@ import pytest
 
 from torchdoctor.service.probe.hardware import HARDWARE_ENV, hardware_from_json
 
-KEYS = ["source", "platform", "driver_version", "cuda_driver_version", "gpus", "state", "notes"]
+KEYS = [
+    "source",
+    "platform",
+    "driver_version",
+    "cuda_driver_version",
+    "gpus",
+    "state",
+    "notes",
+    "machine",
+    "tegra",
+]
 GPU_KEYS = ["index", "name", "compute_capability", "memory_mib"]
 
 WINDOWS_5090 = {
@@ -57,6 +67,8 @@ def test_json_from_a_hardware_file_has_the_contract_shape(tmp_path: Path) -> Non
         ],
         "state": "ok",
         "notes": [],
+        "machine": None,
+        "tegra": False,
     }
 
 

@@ -157,6 +157,32 @@ def test_a_failed_fix_puts_the_stale_record_back_too(tmp_path: Path, installer: 
     assert tree_digest(env.root) == before
 
 
+@pytest.mark.parametrize("installer", ["uv", "pip"])
+def test_a_stale_record_left_behind_makes_the_fix_fail_not_succeed(tmp_path: Path, installer: str) -> None:
+    """A second record that claims the planned version itself (`torch-2.7.1.dist-info` saying
+    2.7.1+cu128, as a mix of pip and uv spellings leaves) is no "other version", so it survives
+    the stale-record cleanup: two torch installations appear, check says torch-unreadable, and
+    fix must report that and restore, not call the environment verified."""
+    root = tmp_path / "index"
+    for variant in ("cpu", "cu128"):
+        publish(root, family(variant), variant)
+    env = make_venv(tmp_path / "venv")
+    install_standins(env, family("cpu"))
+    twin = drop_dist_info(env, StandIn("torch", "2.7.1+cu128"))
+    left_behind = twin.with_name("torch-2.7.1.dist-info")
+    twin.rename(left_behind)
+    before = tree_digest(env.root)
+    with IndexServer(root) as server:
+        proc = fix(tmp_path, env, server.url, "--installer", installer)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "`check` still finds a problem after installing (torch-unreadable)" in proc.stderr
+    assert "several torch installations" in proc.stderr and "torch-2.7.1.dist-info" in proc.stderr
+    assert "verified" not in proc.stdout
+    assert "restored exactly" in proc.stderr
+    assert tree_digest(env.root) == before
+    assert check_json(tmp_path, env)["status"] == "broken"
+
+
 # --- check's rules after installing --------------------------------------------------------------------
 
 

@@ -20,6 +20,10 @@ Knobs a test can turn while it runs (all thread-safe):
   yanked                filename -> reason, served as data-yanked / "yanked"
   redirects             path -> Location, answered with 302
   pages                 path -> (content type, body): serve exactly this (recorded pages, garbage)
+  ranges                False: ignore `Range` and send whole files (servers without range support)
+  all_variants          False: no `/<project>/` page listing every variant's wheels (mirrors);
+                        download.pytorch.org serves one at BASE/torch/
+  metadata              False: no PEP 658 attributes and no `.metadata` files
   counts                requests per path (Counter), for cache tests; `requests` has the details
   auth                  (user, password): answer 401 unless the request carries that Basic auth
   trickle               send every 200 body one byte at a time, this many seconds apart (slow loris)
@@ -111,7 +115,9 @@ class RequestRecord:
     method: str
     path: str
     accept: str | None
-    served: str  # "html", "json", "canned", "file", "metadata", "status:<code>", "dropped", "truncated"
+    served: (
+        str  # "html", "json", "canned", "file", "metadata", "status:<code>", "dropped", "truncated", "range"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +164,8 @@ class _Knobs:
     trickle: float | None = None
     endless: bool = False
     file_length: int | None = None
+    ranges: bool = True
+    all_variants: bool = True
 
 
 def _prefers_json(accept: str | None) -> bool:
@@ -318,6 +326,31 @@ class IndexServer:
         page = {"meta": {"api-version": "1.1"}, "name": name, "versions": sorted(versions), "files": files}
         return json.dumps(page)
 
+    def variants_of(self, project: str) -> list[str]:
+        """The variants publishing `project` (none when `project` is itself a variant folder)."""
+        if (self.root / project).is_dir() or not self.root.is_dir():
+            return []
+        name = canonicalize_name(project)
+        return sorted(p.name for p in self.root.iterdir() if (p / name).is_dir())
+
+    def all_variants_html(self, project: str, knobs: _Knobs) -> str:
+        """`BASE/<project>/`: every variant's wheels on one page, as download.pytorch.org serves it."""
+        name = canonicalize_name(project)
+        lines = ["<!DOCTYPE html>", "<html>", "  <body>", f"    <h1>Links for {name}</h1>"]
+        for variant in self.variants_of(name):
+            for wheel in self.wheels(variant, name):
+                info = self.wheel_info(wheel)
+                href = self.file_url(variant, name, wheel.name, absolute=knobs.files_base)
+                attrs = f' href="{html.escape(href)}#sha256={info.sha256}"'
+                if knobs.metadata and info.metadata:
+                    digest = hashlib.sha256(info.metadata).hexdigest()
+                    attrs += (
+                        f' data-dist-info-metadata="sha256={digest}" data-core-metadata="sha256={digest}"'
+                    )
+                lines.append(f"    <a{attrs}>{html.escape(wheel.name)}</a><br/>")
+        lines += ["  </body>", "</html>"]
+        return "\n".join(lines) + "\n"
+
     def variant_html(self, variant: str) -> str:
         folder = self.root / variant
         names = sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
@@ -379,6 +412,9 @@ def _make_handler(server: IndexServer) -> type[BaseHTTPRequestHandler]:
             parts = [p for p in path.split("/") if p]
             if len(parts) == 1 and not path.endswith("/"):
                 self._redirect_to_slash(path)
+            elif len(parts) == 1 and knobs.all_variants and server.variants_of(parts[0]):
+                body = server.all_variants_html(parts[0], knobs).encode()
+                self._page(path, body, "text/html", head, "html")
             elif len(parts) == 1:
                 self._page(path, server.variant_html(parts[0]).encode(), "text/html", head, "html")
             elif len(parts) == 2 and not path.endswith("/"):
@@ -462,6 +498,23 @@ def _make_handler(server: IndexServer) -> type[BaseHTTPRequestHandler]:
                 self._record(path, "dropped")
                 self.close_connection = True
                 return  # no status line at all: the client sees the connection close
+            size = wheel.stat().st_size
+            span = _byte_range(self.headers.get("Range"), size) if knobs.ranges else None
+            if span is not None:
+                # Only the asked bytes are read: a real torch wheel is over 500 MB.
+                start, end = span
+                with wheel.open("rb") as f:
+                    f.seek(start)
+                    part = f.read(end - start + 1)
+                self._record(path, "range")
+                self.send_response(206)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+                self.send_header("Content-Length", str(len(part)))
+                self.end_headers()
+                if not head:
+                    self.wfile.write(part)
+                return
             data = wheel.read_bytes()
             cut = knobs.truncate_files_after
             self._record(path, "file" if cut is None else "truncated")
@@ -493,6 +546,19 @@ def _make_handler(server: IndexServer) -> type[BaseHTTPRequestHandler]:
                 self.wfile.write(body)
 
     return Handler
+
+
+def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """RFC 9110 single ranges: `bytes=A-B`, `bytes=A-`, `bytes=-N`; None: serve the whole file."""
+    if not header or not header.startswith("bytes=") or "," in header:
+        return None
+    first, _, last = header.removeprefix("bytes=").strip().partition("-")
+    if not first:
+        length = int(last)
+        return (max(0, size - length), size - 1) if length > 0 else None
+    start = int(first)
+    end = min(int(last), size - 1) if last else size - 1
+    return (start, end) if start <= end else None
 
 
 @contextmanager

@@ -66,10 +66,10 @@ def test_results_are_cached_by_file_identity(tmp_path: Path, td_dirs: dict[str, 
 
 
 def test_an_unknown_release_is_judged_by_its_own_library(tmp_path: Path) -> None:
-    """2.15 is not in the data: the inferred cu130 list would cover an RTX 4090; the library does not."""
+    """2.99 is not in the data: the inferred cu130 list would cover an RTX 4090; the library does not."""
     e = site_packages_env(tmp_path)
     lib = _binary(b"sm_90 sm_100 sm_120").decode("latin-1")
-    unpack_standin(e, StandIn("torch", "2.15.0+cu130", cuda="13.0"))
+    unpack_standin(e, StandIn("torch", "2.99.0+cu130", cuda="13.0"))
     (e.site_packages[0] / "torch" / "lib").mkdir()
     (e.site_packages[0] / "torch" / "lib" / "libtorch_python.so").write_bytes(lib.encode("latin-1"))
     reading = read_build(e, KN)

@@ -52,10 +52,10 @@ CASES: list[tuple[str, Hardware, BuildReading, list[str]]] = [
     (
         "unknown future release on a known variant",
         hardware("580.95.05", "13.0", RTX_5090),
-        reading("2.15.0+cu130"),
+        reading("2.99.0+cu130"),
         [],
     ),
-    ("unknown future variant", hardware("610.43.02", "13.4", RTX_5090), reading("2.15.0+cu134"), []),
+    ("unknown future variant", hardware("610.43.02", "13.4", RTX_5090), reading("2.99.0+cu134"), []),
     ("driver unknown: no driver alarm", hardware(None, None, RTX_4090), reading("2.7.1+cu128"), []),
     # --- cpu-build-with-gpu -------------------------------------------------------------------
     (
@@ -165,13 +165,13 @@ CASES: list[tuple[str, Hardware, BuildReading, list[str]]] = [
     (
         "unknown release, variant whose toolkit cannot reach the GPU",
         hardware("580.95.05", "13.0", RTX_5090),
-        reading("2.15.0+cu126"),
+        reading("2.99.0+cu126"),
         ["gpu-arch-unsupported"],
     ),
     (
         "unknown release of CUDA 13 on Pascal",
         hardware("580.95.05", "13.0", GTX_1080),
-        reading("2.15.0+cu130"),
+        reading("2.99.0+cu130"),
         ["gpu-arch-unsupported"],
     ),
     (
@@ -228,13 +228,13 @@ CASES: list[tuple[str, Hardware, BuildReading, list[str]]] = [
     (
         "unknown release: torchvision judged by its own requirement",
         hardware("580.95.05", "13.0", RTX_4090),
-        reading("2.15.0+cu130", torchvision="0.30.0+cu130", torchvision_requires="==2.15.0"),
+        reading("2.99.0+cu130", torchvision="0.30.0+cu130", torchvision_requires="==2.99.0"),
         [],
     ),
     (
         "unknown release: unmet torchvision requirement",
         hardware("580.95.05", "13.0", RTX_4090),
-        reading("2.15.0+cu130", torchvision="0.29.1+cu130", torchvision_requires="==2.14.1"),
+        reading("2.99.0+cu130", torchvision="0.29.1+cu130", torchvision_requires="==2.14.1"),
         ["companion-mismatch"],
     ),
     (
@@ -276,10 +276,12 @@ CASES: list[tuple[str, Hardware, BuildReading, list[str]]] = [
         ["driver-minor-compat"],
     ),
     (
-        "cu126 on 2.7 with a 560.94 driver: cu128 would be minor-compat only, no info",
+        # A driver reporting CUDA 12.6 supports 12.6 fully (560.94 is a 12.6 Update 1 driver;
+        # NVIDIA Table 3 lists what each update ships, the 12.6 GA driver is 560.76).
+        "cu126 on 2.7 with a 560.94 driver: fits fully; cu128 would be minor-compat only, no info",
         hardware("560.94", "12.6", RTX_4090, platform=Platform.WINDOWS),
         reading("2.7.1+cu126"),
-        ["driver-minor-compat"],
+        [],
     ),
 ]
 
@@ -404,7 +406,7 @@ def test_a_damaged_torch_is_reinstalled_exactly_not_from_pypi(kn: Knowledge) -> 
 
 
 def test_nothing_known_fits_points_at_plan_with_the_real_path(kn: Knowledge) -> None:
-    (finding,) = diagnose(env(), reading("2.15.0+cu126"), hardware("580.95.05", "13.0", RTX_5090), kn)
+    (finding,) = diagnose(env(), reading("2.99.0+cu126"), hardware("580.95.05", "13.0", RTX_5090), kn)
     assert "torchdoctor plan --env /home/ana/proj/.venv" in finding.fix
     assert "PATH" not in finding.fix
 

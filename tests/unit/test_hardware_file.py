@@ -60,6 +60,8 @@ def test_the_json_shape_is_designs_hardware_plus_state_and_notes() -> None:
         ],
         "state": "ok",
         "notes": [],
+        "machine": None,
+        "tegra": False,
     }
 
 

@@ -265,8 +265,8 @@ def test_an_unknown_release_pairs_torchvision_by_the_rule_and_says_so() -> None:
     pub = Published(
         {
             "cu130": {
-                "torch": (_file("torch", "2.15.0+cu130"),),
-                "torchvision": (_file("torchvision", "0.30.0+cu130"), _file("torchvision", "0.29.1+cu130")),
+                "torch": (_file("torch", "2.99.0+cu130"),),
+                "torchvision": (_file("torchvision", "0.114.0+cu130"), _file("torchvision", "0.29.1+cu130")),
             }
         }
     )
@@ -275,8 +275,8 @@ def test_an_unknown_release_pairs_torchvision_by_the_rule_and_says_so() -> None:
     companions, notes = choose_companions(
         choice=choice, installed=installed, knowledge=KN, published=pub, tags=CP312
     )
-    assert [str(f.version) for f in companions] == ["0.30.0+cu130"]
-    assert any("usual version rule" in n for n in notes)
+    assert [str(f.version) for f in companions] == ["0.114.0+cu130"]
+    assert any("by a guess" in n for n in notes)
 
 
 def _plan_for(installed: BuildReading, hw: Hardware) -> tuple[bool, tuple[str, ...]]:
