@@ -35,6 +35,7 @@ class ProbeState(StrEnum):
     RESTART_NEEDED = "restart-needed"  # driver updated without a reboot: library and kernel differ
     PARTIAL = "partial"  # some GPUs or fields could not be read
     ERROR = "error"  # the driver answered with an error we cannot interpret
+    DRIVER_LIBS_MISSING = "driver-libs-missing"  # nvidia-smi present, the driver's libraries not
 
 
 _CC_RE: Final = re.compile(r"^\s*(\d{1,2})\.(\d{1,2})\s*$")
