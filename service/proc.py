@@ -59,6 +59,22 @@ def shown_command(argv: Sequence[str | Path]) -> str:
     return " ".join(shown)
 
 
+def trusted_path_entries(path_value: str | None, cwd: Path | None, separator: str = os.pathsep) -> list[Path]:
+    """The folders of a PATH value a program may be started from: absolute ones, never the current
+    folder. Windows' CreateProcess and `shutil.which` look in the current folder (and "." or "" in
+    PATH means it too), so a planted py.exe or uv.exe beside a project would run otherwise."""
+    here = os.path.normcase(os.fspath(cwd)) if cwd is not None else None
+    folders: list[Path] = []
+    for raw in (path_value or "").split(separator):
+        entry = raw.strip().strip('"')
+        if not entry or not Path(entry).is_absolute():
+            continue
+        if here is not None and os.path.normcase(entry.rstrip("/\\")) == here.rstrip("/\\"):
+            continue
+        folders.append(Path(entry))
+    return folders
+
+
 def run(
     argv: Sequence[str | Path],
     *,
