@@ -187,11 +187,8 @@ _HINT_RULES: Final[tuple[tuple[str, re.Pattern[str]], ...]] = tuple(
     (code, re.compile(pattern, re.IGNORECASE))
     for code, pattern in (
         ("no-torch", r"No module named '?torch'?(?![._\w])"),
-        ("vc-redist", r"WinError 126|WinError 1114|DLL load failed|Error loading \"[^\"]+\.dll\""),
-        (
-            "undefined-symbol",
-            r"undefined symbol|symbol lookup error|The specified procedure could not be found",
-        ),
+        ("vc-redist", r"DLL load failed|Error loading \"[^\"]+\.dll\""),
+        ("undefined-symbol", r"undefined symbol|symbol lookup error"),
         (
             "torchvision-mismatch",
             r"operator torchvision::\w+ does not exist|No such operator torchvision::"
@@ -274,21 +271,47 @@ def personal(hints: Iterable[Hint], *, python: str | None, gpu: bool) -> tuple[H
     return tuple(dict.fromkeys(out))
 
 
-def hints_for(texts: str | Iterable[str]) -> tuple[Hint, ...]:
+# Windows error numbers (winerror.h) and what each calls for. Windows words the message in its own
+# language ("Das angegebene Modul wurde nicht gefunden."), so the number decides, never the text.
+WINERROR_HINTS: Final[Mapping[int, str]] = MappingProxyType(
+    {
+        126: "vc-redist",  # ERROR_MOD_NOT_FOUND: a DLL or one of its dependencies is missing
+        1114: "vc-redist",  # ERROR_DLL_INIT_FAILED: typically an old or missing VC++ runtime
+        127: "undefined-symbol",  # ERROR_PROC_NOT_FOUND: DLLs from different builds
+    }
+)
+_WINERROR_TAG: Final = re.compile(r"\[WinError (\d+)\]")
+
+
+def winerrors_in(texts: Iterable[str]) -> tuple[int, ...]:
+    """The "[WinError N]" numbers OSError puts at the start of its text (the number is not localized)."""
+    return tuple(int(m.group(1)) for text in texts for m in _WINERROR_TAG.finditer(text))
+
+
+def hints_for(texts: str | Iterable[str], winerrors: Iterable[int] = ()) -> tuple[Hint, ...]:
     """The hints that error texts (an import error, a failed check, a warning) call for.
 
     Table-driven and pure: `_HINT_RULES` maps a pattern of the message torch, the loader or the
-    driver prints (facts/torch-cuda-compat.md §6) to one of `HINTS`.
+    driver prints (facts/torch-cuda-compat.md §6) to one of `HINTS`. Windows errors are decided on
+    their numbers (`winerrors`, and "[WinError N]" in the texts) through WINERROR_HINTS; once a
+    number is known, the English-only fallbacks ("DLL load failed") no longer choose for it.
     """
     items = [texts] if isinstance(texts, str) else list(texts)
+    numbers = set(winerrors) | set(winerrors_in(items))
+    by_number = {WINERROR_HINTS[n] for n in numbers if n in WINERROR_HINTS}
     found: list[str] = []
     for code, pattern in _HINT_RULES:
-        if code not in found and any(pattern.search(text) for text in items):
+        if code in found:
+            continue
+        if code in by_number or (
+            not (code == "vc-redist" and numbers) and any(pattern.search(text) for text in items)
+        ):
             found.append(code)
-    # cuda-libs-missing is only meant for the loader's "cannot open shared object file".
-    if "cuda-libs-missing" in found and not any(
-        re.search(r"cannot open shared object|could not be found|No such file", t, re.IGNORECASE)
-        for t in items
+    # cuda-libs-missing is only meant for a library the loader could not find.
+    if (
+        "cuda-libs-missing" in found
+        and 126 not in numbers
+        and not any(re.search(r"cannot open shared object|No such file", t, re.IGNORECASE) for t in items)
     ):
         found.remove("cuda-libs-missing")
     return tuple(hint(code) for code in found)
@@ -618,6 +641,17 @@ def _structured_hints(checks: Sequence[BenchCheck], steps: Sequence[Mapping[str,
     return codes
 
 
+def _winerrors(records: Iterable[Mapping[str, Any]]) -> list[int]:
+    """The Windows error numbers the script read from the exceptions it caught."""
+    numbers: list[int] = []
+    for record in records:
+        error = record.get("error")
+        number = error.get("winerror") if isinstance(error, dict) else None
+        if isinstance(number, int) and not isinstance(number, bool):
+            numbers.append(number)
+    return numbers
+
+
 def verdict(
     raw: Mapping[str, Any],
     *,
@@ -650,7 +684,7 @@ def verdict(
         texts += [t for t in (_error_text(s) for s in steps) if t]
         texts += [str(m) for s in steps for m in (s.get("messages") or []) if isinstance(m, str)]
         texts += list(warnings)
-        codes += [h.code for h in hints_for(texts)]
+        codes += [h.code for h in hints_for(texts, _winerrors([*steps, raw]))]
     gpu = bool(raw.get("expect_gpu")) or str(raw.get("device", "")).startswith("cuda")
     hints = personal((hint(code) for code in dict.fromkeys(codes)), python=python, gpu=gpu)
 

@@ -43,7 +43,10 @@ def _error(exc):
     if frames:
         last = frames[-1]
         where = "%s:%s in %s" % (last.filename, last.lineno, last.name)
-    return {"type": type(exc).__name__, "message": str(exc)[:2000], "where": where}
+    # The Windows error number, not the localized text, is what a hint may rest on.
+    winerror = getattr(exc, "winerror", None)
+    return {"type": type(exc).__name__, "message": str(exc)[:2000], "where": where,
+            "winerror": winerror if isinstance(winerror, int) else None}
 
 
 def _matmul(torch, index):
