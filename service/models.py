@@ -187,6 +187,7 @@ class FindingCode(StrEnum):
     CUDA_BUILD_WITHOUT_GPU = "cuda-build-without-gpu"
     DRIVER_MINOR_COMPAT = "driver-minor-compat"
     NEWER_VARIANT_AVAILABLE = "newer-variant-available"
+    TORCH_IN_USER_SITE = "torch-in-user-site"
 
 
 SEVERITY: Final[dict[FindingCode, Severity]] = {
@@ -199,6 +200,7 @@ SEVERITY: Final[dict[FindingCode, Severity]] = {
     FindingCode.CUDA_BUILD_WITHOUT_GPU: Severity.WARN,
     FindingCode.DRIVER_MINOR_COMPAT: Severity.WARN,
     FindingCode.NEWER_VARIANT_AVAILABLE: Severity.INFO,
+    FindingCode.TORCH_IN_USER_SITE: Severity.WARN,
 }
 
 

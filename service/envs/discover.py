@@ -43,6 +43,7 @@ from typing import Final
 
 from torchdoctor.service import proc
 from torchdoctor.service.config import Settings
+from torchdoctor.service.envs.usersite import store_sites
 from torchdoctor.service.envs.winreg_reader import RegistryReader, default_registry, registered_pythons
 from torchdoctor.service.errors import (
     NotAnEnvironmentError,
@@ -936,6 +937,17 @@ def _py_launcher(run: Callable[..., Completed], collector: _Collector, environ: 
         collector.try_executable(Path(exe), kind_hint=EnvKind.PY_LAUNCHER, version_hints=(version,))
 
 
+def _store_pythons(home: Path, environ: Mapping[str, str], collector: _Collector) -> None:
+    """A Microsoft Store Python is skipped (its install under WindowsApps cannot be changed), but
+    never silently: a note names it, and the torch in its private site-packages if there is one."""
+    for site in store_sites(home=home, environ=environ):
+        torch = f"; it has torch {site.torch_version} there" if site.torch_version else ""
+        collector.notes.append(
+            f"skipped the Microsoft Store Python {site.minor}: torchdoctor cannot change a Store app "
+            f"(its packages are in {site.folder}{torch})"
+        )
+
+
 def _is_script(path: Path) -> bool:
     """pyenv shims and similar wrappers are scripts; a real interpreter is a binary (or a link to one)."""
     try:
@@ -1124,6 +1136,7 @@ def discover_environments(
         if registry is not None:
             _windows_registry(registry, collector)
         _py_launcher(run, collector, environ)
+        _store_pythons(home, environ, collector)
     _path_interpreters(environ, collector)
     _search(settings, home, collector, clock)
     _unreadable_note(collector)
