@@ -343,18 +343,36 @@ def _version_from_interpreter(python: Path, run: Callable[..., Completed]) -> st
     return normalize_version(done.stdout.strip()) if done.ok else None
 
 
-def _site_packages(root: Path, platform: Platform, version: str | None) -> tuple[Path, ...]:
-    """The environment's own site-packages folders that exist (never the user site)."""
+_FREE_THREADED_EXE_RE: Final = re.compile(r"^python\d\.\d+t(?:\.exe)?$", re.IGNORECASE)
+
+
+def is_free_threaded(python: Path) -> bool:
+    """`python3.13t` / `python3.13t.exe`: the free-threaded build, with its own `lib/python3.13t`."""
+    return _FREE_THREADED_EXE_RE.match(python.name) is not None
+
+
+def _site_packages(
+    root: Path, platform: Platform, version: str | None, *, free_threaded: bool = False
+) -> tuple[Path, ...]:
+    """The environment's own site-packages folders that exist (never the user site).
+
+    On posix a free-threaded interpreter reads `lib/python3.13t`, the default one `lib/python3.13`;
+    where both builds share a prefix each gets only its own (on Windows both use Lib\\site-packages).
+    """
     found: list[Path] = []
     if _is_windows(platform):
         found.append(root / "Lib" / "site-packages")
     else:
         minor = _minor(version)
-        libs = [
+        same_minor = [
             f
             for f in _lib_folders(root, platform)
             if minor is None or _minor_of_folder(f.name) in (minor, None)
         ]
+        # A venv made from python3.13t has only lib/python3.13t, reached through a plain `python`.
+        libs = [
+            f for f in same_minor if not f.name.startswith("python") or f.name.endswith("t") == free_threaded
+        ] or same_minor
         found.extend(lib / "site-packages" for lib in libs)
         # Debian/Ubuntu's system Python: pip and apt install into dist-packages.
         found.extend(lib / "dist-packages" for lib in libs)
@@ -395,10 +413,29 @@ def _python_in(root: Path, platform: Platform, *, plain_install: bool) -> Path |
     order = ["python3", "python"] if plain_install else ["python", "python3"]
     names = _names(bin_dir)
     versioned = sorted((n for n in names if _POSIX_PYTHON_NAME_RE.match(n) and "." in n), reverse=True)
+    versioned.sort(key=lambda n: n.endswith("t"))  # the default build before the free-threaded one
     for name in [*order, *versioned, "pypy3", "pypy"]:
         if name in names and _lexists(bin_dir / name):
             return bin_dir / name
     return None
+
+
+def free_threaded_sibling(env: PythonEnv) -> Path | None:
+    """The free-threaded interpreter beside `env`'s default one (`python3.13t` next to `python3.13`,
+    `python3.13t.exe` next to `python.exe`), or None."""
+    if is_free_threaded(env.python):
+        return None
+    folder = env.python.parent
+    names = _names(folder)
+    wanted = [f"python{m}t" for m in [_minor(env.python_version)] if m]
+    if _is_windows(env.platform):
+        wanted = [n + ".exe" for n in wanted]
+    else:
+        # posix: only a prefix that really holds the second build (lib/python3.13t), not a stray link.
+        wanted = [n for n in wanted if _isdir(env.root / "lib" / n)]
+    folded = {n.casefold(): n for n in names}
+    found = next((folded[w.casefold()] for w in wanted if w.casefold() in folded), None)
+    return folder / found if found else None
 
 
 def _has_stdlib(root: Path, platform: Platform) -> bool:
@@ -490,7 +527,7 @@ def _inspect(
     version = _version_from_files(root, platform, cfg=cfg, conda=conda, python=exe, hints=version_hints)
     if (version is None or version.count(".") < 2) and run is not None and platform is host_platform():
         version = _version_from_interpreter(exe, run) or version
-    site_packages = _site_packages(root, platform, version)
+    site_packages = _site_packages(root, platform, version, free_threaded=is_free_threaded(exe))
     return PythonEnv(
         root=root,
         python=exe,
@@ -673,6 +710,12 @@ class _Collector:
         except OSError:
             return
         self.add(env)
+        sibling = free_threaded_sibling(env)
+        if sibling is not None and not self.excluded(env.root):
+            self.notes.append(
+                f"{self.display(env.root)} also holds the free-threaded {sibling.name}, which has its own "
+                f"packages: check it with `torchdoctor check --env {sibling}`"
+            )
 
     def try_executable(
         self, exe: Path, *, kind_hint: EnvKind | None = None, version_hints: Sequence[str | None] = ()

@@ -21,6 +21,8 @@ from torchdoctor.service import proc
 from torchdoctor.service.config import Settings
 from torchdoctor.service.envs.discover import (
     discover_environments,
+    environment_from_path,
+    free_threaded_sibling,
     parse_py_launcher,
     py_launcher_candidates,
     read_environments_txt,
@@ -217,3 +219,65 @@ def test_the_real_launcher_is_found_at_an_absolute_path_and_its_list_parses() ->
     done = proc.run([candidates[0], "-0p"], timeout=10)
     assert candidates[0].is_absolute()
     assert all(Path(exe).is_absolute() for _, exe in parse_py_launcher(done.stdout))
+
+
+def _two_builds(root: Path) -> Path:
+    """A prefix holding 3.13 and the free-threaded 3.13t (deadsnakes, python.org's macOS installer)."""
+    layouts.posix_install(root, "3.13.1")
+    layouts.stub_exe(root / "bin" / "python3.13t")
+    (root / "lib" / "python3.13t").mkdir()
+    (root / "lib" / "python3.13t" / "os.py").write_text("# stdlib\n")
+    layouts.fill_site_packages(root / "lib" / "python3.13t" / "site-packages", pip=False)
+    return root
+
+
+def test_each_build_in_a_shared_prefix_reads_only_its_own_site_packages(tmp_path: Path) -> None:
+    root = _two_builds(tmp_path / "py313")
+    default = environment_from_path(root, platform=LINUX, run=None)
+    threaded = environment_from_path(root / "bin" / "python3.13t", platform=LINUX, run=None)
+    assert default.python.name == "python3"
+    assert default.site_packages == (root / "lib" / "python3.13" / "site-packages",)
+    assert threaded.python == root / "bin" / "python3.13t"
+    assert threaded.site_packages == (root / "lib" / "python3.13t" / "site-packages",)
+    assert threaded.python_version == "3.13.1"
+
+
+def test_the_free_threaded_build_beside_a_found_python_is_named_in_a_note(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    root = _two_builds(tmp_path / "py313")
+    found = discover_environments(
+        Settings(scan_depth=0), home=home, platform=LINUX, environ={"PATH": str(root / "bin")}
+    )
+    assert [e.root for e in found.environments] == [root]
+    assert found.notes == (
+        f"{root} also holds the free-threaded python3.13t, which has its own packages: "
+        f"check it with `torchdoctor check --env {root / 'bin' / 'python3.13t'}`",
+    )
+
+
+def test_a_windows_install_with_python3_13t_exe_gets_the_note(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    root = layouts.windows_install(tmp_path / "Python313", "3.13.1", with_patchlevel=True)
+    layouts.stub_exe(root / "python3.13t.exe", layouts.MZ_STUB)
+    found = discover_environments(
+        Settings(scan_depth=0),
+        home=home,
+        platform=WINDOWS,
+        environ={"Path": str(root)},
+        registry=FakeRegistry(),
+        run=FakeRun(),
+    )
+    assert [e.root for e in found.environments] == [root]
+    assert len(found.notes) == 1 and "python3.13t.exe" in found.notes[0]
+
+
+def test_a_venv_made_from_a_free_threaded_python_finds_its_packages(tmp_path: Path) -> None:
+    root = tmp_path / "venv"
+    layouts.pyvenv_cfg(root, ["home = /usr/bin", "version_info = 3.13.1"])
+    layouts.stub_exe(root / "bin" / "python")
+    layouts.fill_site_packages(root / "lib" / "python3.13t" / "site-packages", pip=True)
+    env = environment_from_path(root, platform=LINUX, run=None)
+    assert env.site_packages == (root / "lib" / "python3.13t" / "site-packages",)
+    assert free_threaded_sibling(env) is None
