@@ -6,16 +6,11 @@ The autostart entry uses this form (`pythonw.exe -m torchdoctor.agent tray`), be
 
 from __future__ import annotations
 
-import os
 import sys
 
 from torchdoctor.agent.cli import main
 
 if __name__ == "__main__":
-    # Under pythonw.exe (how autostart starts the tray) there is no console: sys.stdout and
-    # sys.stderr are None, and the first write to them would end the tray with an AttributeError.
-    if sys.stdout is None:
-        sys.stdout = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115, PTH123 - lives as long as the process
-    if sys.stderr is None:
-        sys.stderr = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115, PTH123 - same
+    # Under pythonw.exe (how autostart starts the tray) sys.stdout and sys.stderr are None; main()
+    # replaces them before anything prints (agent/output.py, ensure_streams).
     sys.exit(main())

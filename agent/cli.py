@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from importlib import metadata
 from typing import Final, NoReturn
 
+from torchdoctor.agent.output import ensure_streams
 from torchdoctor.service.errors import EXIT_ATTENTION, EXIT_BAD_INPUT, TorchdoctorError
 
 # One line each for the top-level help. Only the chosen command's module is imported: a CLI that
@@ -68,6 +69,7 @@ def build_parser(selected: str | None = None, *, all_commands: bool = False) -> 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    ensure_streams()
     args_list = list(sys.argv[1:] if argv is None else argv)
     selected = next((a for a in args_list if not a.startswith("-")), None)
     parser = build_parser(selected)

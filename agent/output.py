@@ -9,6 +9,7 @@ to a line of its own and only it may run past the width. JSON is written as is, 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -18,7 +19,7 @@ import unicodedata
 from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
-from typing import Final, TextIO
+from typing import Any, Final, Protocol, TextIO
 
 _COLOURS: Final = {"green": "32", "yellow": "33", "red": "31", "dim": "2", "bold": "1", "cyan": "36"}
 
@@ -51,19 +52,121 @@ class Fit(StrEnum):
 
 
 def write_json(payload: object, stream: TextIO | None = None) -> None:
+    """`payload` as JSON, always UTF-8: `check --json > out.json` on a Windows console whose code page
+    is cp1252 (or PYTHONIOENCODING=cp1252) must still give a file a script can read as UTF-8, with
+    every non-ASCII path intact. Where the stream has a byte buffer the UTF-8 goes there."""
     out = stream if stream is not None else sys.stdout
-    json.dump(payload, out, indent=2, ensure_ascii=False)
-    out.write("\n")
+    text = json.dumps(payload, indent=2, ensure_ascii=False) + "\n"
+    buffer = getattr(out, "buffer", None)
+    if buffer is not None:
+        out.flush()
+        buffer.write(text.encode("utf-8"))
+        buffer.flush()
+    else:
+        out.write(text)
 
 
-def use_colour(stream: TextIO) -> bool:
-    """Colour only on a terminal, and never when NO_COLOR is set (https://no-color.org)."""
-    if os.environ.get("NO_COLOR"):
+# --- the Windows console -----------------------------------------------------------------------
+
+ENABLE_VIRTUAL_TERMINAL_PROCESSING: Final = 0x0004
+_STD_HANDLES: Final = {1: -11, 2: -12}  # file descriptor -> STD_OUTPUT_HANDLE, STD_ERROR_HANDLE
+
+
+class ConsoleModes(Protocol):
+    """The two kernel32 calls colour needs, by standard handle number (-11 stdout, -12 stderr)."""
+
+    def get_mode(self, std_handle: int) -> int | None: ...
+
+    def set_mode(self, std_handle: int, mode: int) -> bool: ...
+
+
+class _Kernel32Console:
+    """GetStdHandle / GetConsoleMode / SetConsoleMode through ctypes (Windows only)."""
+
+    def __init__(self) -> None:
+        import ctypes  # noqa: PLC0415 - only on Windows, only when colour is considered
+
+        self._ctypes = ctypes
+        self._kernel32: Any = getattr(ctypes, "windll").kernel32  # noqa: B009 - absent off Windows
+
+    def get_mode(self, std_handle: int) -> int | None:
+        mode = self._ctypes.c_uint32()
+        handle = self._kernel32.GetStdHandle(std_handle)
+        if not self._kernel32.GetConsoleMode(handle, self._ctypes.byref(mode)):
+            return None  # not a console (a pipe, a file, or no console at all)
+        return int(mode.value)
+
+    def set_mode(self, std_handle: int, mode: int) -> bool:
+        handle = self._kernel32.GetStdHandle(std_handle)
+        return bool(self._kernel32.SetConsoleMode(handle, mode))
+
+
+_vt_enabled: dict[int, bool] = {}
+
+
+def enable_vt(stream: TextIO, console: ConsoleModes) -> bool:
+    """Turn on escape-sequence processing for the console behind `stream`; False where that is not
+    possible (not stdout or stderr, no console, or a Windows before 10 that ignores the flag), and
+    then the caller prints no colour rather than raw `ESC[31m`."""
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return False
+    std_handle = _STD_HANDLES.get(fd)
+    if std_handle is None:
+        return False
+    if std_handle in _vt_enabled:
+        return _vt_enabled[std_handle]
+    mode = console.get_mode(std_handle)
+    if mode is None:
+        ok = False
+    elif mode & ENABLE_VIRTUAL_TERMINAL_PROCESSING:
+        ok = True
+    else:
+        ok = console.set_mode(std_handle, mode | ENABLE_VIRTUAL_TERMINAL_PROCESSING)
+        # Windows 7/8 refuse the flag; reading it back says whether it took.
+        ok = ok and bool((console.get_mode(std_handle) or 0) & ENABLE_VIRTUAL_TERMINAL_PROCESSING)
+    _vt_enabled[std_handle] = ok
+    return ok
+
+
+def use_colour(
+    stream: TextIO | None, *, windows: bool | None = None, console: ConsoleModes | None = None
+) -> bool:
+    """Colour only on a terminal, and never when NO_COLOR is set (https://no-color.org). On Windows
+    only once the console processes escape sequences (`enable_vt`), or not at all."""
+    if stream is None or os.environ.get("NO_COLOR"):
         return False
     if os.environ.get("FORCE_COLOR"):
         return True
     isatty = getattr(stream, "isatty", None)
-    return bool(isatty and isatty())
+    if not (isatty and isatty()):
+        return False
+    if windows if windows is not None else sys.platform == "win32":
+        try:
+            return enable_vt(stream, console if console is not None else _Kernel32Console())
+        except (OSError, AttributeError):
+            return False
+    return True
+
+
+def ensure_streams() -> None:
+    """Make printing safe however the process was started.
+
+    Under pythonw.exe or a windowed frozen build `sys.stdout` and `sys.stderr` are None, and the first
+    write would end the process with an AttributeError: they become the null device. A console
+    whose code page cannot spell a path (cp1252 and "日本") must not end a command either: the
+    human text replaces what it cannot encode (JSON is written as UTF-8 bytes, see `write_json`).
+    """
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if stream is None:
+            setattr(sys, name, open(os.devnull, "w", encoding="utf-8"))  # noqa: SIM115, PTH123 - lives as long as the process
+            continue
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            with contextlib.suppress(ValueError, OSError):
+                reconfigure(errors="backslashreplace")
 
 
 def paint(text: str, colour: str, enabled: bool) -> str:

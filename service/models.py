@@ -35,6 +35,7 @@ class ProbeState(StrEnum):
     RESTART_NEEDED = "restart-needed"  # driver updated without a reboot: library and kernel differ
     PARTIAL = "partial"  # some GPUs or fields could not be read
     ERROR = "error"  # the driver answered with an error we cannot interpret
+    DRIVER_LIBS_MISSING = "driver-libs-missing"  # nvidia-smi present, the driver's libraries not
 
 
 _CC_RE: Final = re.compile(r"^\s*(\d{1,2})\.(\d{1,2})\s*$")
@@ -190,6 +191,7 @@ class FindingCode(StrEnum):
     CUDA_BUILD_WITHOUT_GPU = "cuda-build-without-gpu"
     DRIVER_MINOR_COMPAT = "driver-minor-compat"
     NEWER_VARIANT_AVAILABLE = "newer-variant-available"
+    TORCH_IN_USER_SITE = "torch-in-user-site"
 
 
 SEVERITY: Final[dict[FindingCode, Severity]] = {
@@ -202,6 +204,7 @@ SEVERITY: Final[dict[FindingCode, Severity]] = {
     FindingCode.CUDA_BUILD_WITHOUT_GPU: Severity.WARN,
     FindingCode.DRIVER_MINOR_COMPAT: Severity.WARN,
     FindingCode.NEWER_VARIANT_AVAILABLE: Severity.INFO,
+    FindingCode.TORCH_IN_USER_SITE: Severity.WARN,
 }
 
 

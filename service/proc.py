@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -59,6 +60,22 @@ def shown_command(argv: Sequence[str | Path]) -> str:
     return " ".join(shown)
 
 
+def trusted_path_entries(path_value: str | None, cwd: Path | None, separator: str = os.pathsep) -> list[Path]:
+    """The folders of a PATH value a program may be started from: absolute ones, never the current
+    folder. Windows' CreateProcess and `shutil.which` look in the current folder (and "." or "" in
+    PATH means it too), so a planted py.exe or uv.exe beside a project would run otherwise."""
+    here = os.path.normcase(os.fspath(cwd)) if cwd is not None else None
+    folders: list[Path] = []
+    for raw in (path_value or "").split(separator):
+        entry = raw.strip().strip('"')
+        if not entry or not Path(entry).is_absolute():
+            continue
+        if here is not None and os.path.normcase(entry.rstrip("/\\")) == here.rstrip("/\\"):
+            continue
+        folders.append(Path(entry))
+    return folders
+
+
 def run(
     argv: Sequence[str | Path],
     *,
@@ -94,3 +111,57 @@ def run(
             hint="the program may be hung; try again, or check it by hand: " + shown_command(args),
         ) from exc
     return Completed(tuple(args), proc.returncode, proc.stdout or "", proc.stderr or "")
+
+
+def run_watched(
+    argv: Sequence[str | Path],
+    *,
+    limit: Callable[[], float],
+    watch: Callable[[], None] = lambda: None,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    interval: float = 0.1,
+) -> Completed:
+    """Like `run`, but the time allowed may change while the program runs.
+
+    Every `interval` seconds `watch()` is called (to read a progress file, say) and then `limit()`
+    gives the seconds allowed since the start as of now; past it, the program is killed and
+    SubprocessTimeoutError raised. So a first `import torch` that Windows Defender slows down can
+    have its own allowance, and the work after it its own timeout, measured from when it began.
+    """
+    args = [os.fspath(a) for a in argv]
+    started = time.monotonic()
+    process = subprocess.Popen(
+        args,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+        env=dict(env) if env is not None else None,
+        cwd=cwd,
+        creationflags=no_window_flags(),
+    )
+    with process:
+        try:
+            while True:
+                try:
+                    stdout, stderr = process.communicate(timeout=interval)
+                    break
+                except subprocess.TimeoutExpired:
+                    watch()
+                    allowed = limit()
+                    if time.monotonic() - started > allowed:
+                        process.kill()
+                        process.communicate()
+                        raise SubprocessTimeoutError(
+                            f"{Path(args[0]).name} did not finish within {allowed:g} s",
+                            hint="the program may be hung; try again, or check it by hand: "
+                            + shown_command(args),
+                        ) from None
+        except BaseException:
+            process.kill()  # Ctrl-C or a bug of ours: never leave it running
+            raise
+    watch()
+    return Completed(tuple(args), process.returncode, stdout or "", stderr or "")

@@ -28,7 +28,13 @@ from torchdoctor.agent.output import (
     write_json,
 )
 from torchdoctor.service.bench.history import bench_and_record
-from torchdoctor.service.bench.run import DEFAULT_TIMEOUT_S, DEVICES, BenchResult, bench_to_json
+from torchdoctor.service.bench.run import (
+    DEFAULT_TIMEOUT_S,
+    DEVICES,
+    FIRST_IMPORT_TIMEOUT_S,
+    BenchResult,
+    bench_to_json,
+)
 from torchdoctor.service.envs.discover import environment_from_path
 from torchdoctor.service.errors import EXIT_ATTENTION, EXIT_OK, BadInputError, ProbeError
 from torchdoctor.service.probe.hardware import resolve_hardware
@@ -71,7 +77,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=float,
         default=DEFAULT_TIMEOUT_S,
         metavar="S",
-        help=f"give up after S seconds (default {DEFAULT_TIMEOUT_S:g})",
+        help=(
+            f"give up after S seconds (default {DEFAULT_TIMEOUT_S:g}), counted once torch is imported; "
+            f"the first import has {FIRST_IMPORT_TIMEOUT_S:g} s of its own"
+        ),
     )
     add_tray_child_argument(parser)
     parser.set_defaults(handler=run)

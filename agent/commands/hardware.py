@@ -29,6 +29,7 @@ _STATE_COLOUR: Final = {
     ProbeState.NO_DRIVER: "red",
     ProbeState.RESTART_NEEDED: "red",
     ProbeState.ERROR: "red",
+    ProbeState.DRIVER_LIBS_MISSING: "red",
 }
 
 

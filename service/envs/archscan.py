@@ -6,8 +6,10 @@ returns a compile-time string constant (`C10_STRINGIZE(CUDA_ARCH_FLAGS)` in
 torch/csrc/cuda/Module.cpp). The literal therefore sits in the read-only data of the Python
 extension library. Measured here on the real torch-2.14.1 (cu130) Linux wheel:
 `torch/lib/libtorch_python.so` holds exactly one run `sm_75 sm_80 sm_86 sm_90 sm_100 sm_120`; the
-CPU wheel's library holds none. On Windows the library is `torch/lib/torch_python.dll` (not
-verified on a real wheel: the format is the same macro, so the scan is the same).
+CPU wheel's library holds none. On Windows the library is `torch/lib/torch_python.dll` (not yet
+verified on a real wheel: this machine cannot reach download.pytorch.org. The format is the same
+macro, so the scan is the same; tests/unit/test_archscan.py reads the real cu128 Windows wheel's DLL
+by HTTP range requests wherever the index can be reached, and says why it skipped otherwise).
 
 Used only for releases the knowledge data does not know, where it replaces an inferred list with
 the build's own. A scan reads ~35 MB (about 25 ms warm), so results are cached by file identity.

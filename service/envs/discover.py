@@ -9,8 +9,10 @@ to):
   4. pyenv (`$PYENV_ROOT` or `~/.pyenv`) and pyenv-win (`~/.pyenv/pyenv-win`): `versions/*` and
      pyenv-virtualenv's `versions/*/envs/*`;
   5. uv-managed Pythons: `$UV_PYTHON_INSTALL_DIR`, else `$XDG_DATA_HOME/uv/python` or
-     `~/.local/share/uv/python` (`%APPDATA%\\uv\\data\\python` on Windows);
-  6. Windows: the PEP 514 registry (service/envs/winreg_reader.py) and the `py` launcher (`py -0p`);
+     `~/.local/share/uv/python` (`%APPDATA%\\uv\\python` and `%APPDATA%\\uv\\data\\python` on Windows);
+     the venvs Poetry, Hatch and pipenv keep outside projects (`tool_venv_roots`);
+  6. Windows: the PEP 514 registry (service/envs/winreg_reader.py) and the `py` launcher (`py -0p`,
+     started by an absolute path, never from the current folder);
   7. interpreters on PATH (pyenv shims and other scripts skipped, Microsoft Store aliases skipped);
   8. a bounded search for venvs (`pyvenv.cfg`) and conda prefixes (`conda-meta`) under `roots` from
      config.toml and the home folder: breadth first, `scan_depth` levels, `scan_seconds` in all,
@@ -27,6 +29,7 @@ The platform is an argument (default: the running OS), so the Windows layouts, t
 
 from __future__ import annotations
 
+import locale
 import os
 import re
 import stat
@@ -40,6 +43,7 @@ from typing import Final
 
 from torchdoctor.service import proc
 from torchdoctor.service.config import Settings
+from torchdoctor.service.envs.usersite import store_sites
 from torchdoctor.service.envs.winreg_reader import RegistryReader, default_registry, registered_pythons
 from torchdoctor.service.errors import (
     NotAnEnvironmentError,
@@ -114,7 +118,9 @@ _LIB_VERSION_RE: Final = re.compile(r"^python(\d\.\d+)t?$")
 _DLL_VERSION_RE: Final = re.compile(r"^python(\d)(\d+)t?\.dll$", re.IGNORECASE)
 # `py -0p`: " -V:3.12 *        C:\...\python.exe" (launcher 3.11+) or " -3.9-64        C:\...\python.exe *".
 _PY_LIST_LINE_RE: Final = re.compile(r"^\s*(-\S+)?\s*\*?\s*(.+?)\s*\*?\s*$")
-_PY_TAG_VERSION_RE: Final = re.compile(r"^-(?:V:)?(\d+\.\d+)")
+# "-3.9-64", "-V:3.12", "-V:3.13t", "-V:Astral/CPython3.12.12", "-V:Astral\\CPython3.13.1": the version
+# after the company, if any; "-V:ContinuumAnalytics/Anaconda39-64" names none (no dot), which is right.
+_PY_TAG_VERSION_RE: Final = re.compile(r"^-(?:V:)?(?:.*[/\\])?[^\d/\\]*?(\d+\.\d+(?:\.\d+)?)")
 _UNREADABLE_EXAMPLES: Final = 3
 _WHAT_TO_GIVE: Final = "give an environment's folder (a venv, a conda prefix, a Python install) or its python"
 _HOST_PLATFORMS: Final = {"win32": Platform.WINDOWS, "darwin": Platform.MACOS}
@@ -337,18 +343,36 @@ def _version_from_interpreter(python: Path, run: Callable[..., Completed]) -> st
     return normalize_version(done.stdout.strip()) if done.ok else None
 
 
-def _site_packages(root: Path, platform: Platform, version: str | None) -> tuple[Path, ...]:
-    """The environment's own site-packages folders that exist (never the user site)."""
+_FREE_THREADED_EXE_RE: Final = re.compile(r"^python\d\.\d+t(?:\.exe)?$", re.IGNORECASE)
+
+
+def is_free_threaded(python: Path) -> bool:
+    """`python3.13t` / `python3.13t.exe`: the free-threaded build, with its own `lib/python3.13t`."""
+    return _FREE_THREADED_EXE_RE.match(python.name) is not None
+
+
+def _site_packages(
+    root: Path, platform: Platform, version: str | None, *, free_threaded: bool = False
+) -> tuple[Path, ...]:
+    """The environment's own site-packages folders that exist (never the user site).
+
+    On posix a free-threaded interpreter reads `lib/python3.13t`, the default one `lib/python3.13`;
+    where both builds share a prefix each gets only its own (on Windows both use Lib\\site-packages).
+    """
     found: list[Path] = []
     if _is_windows(platform):
         found.append(root / "Lib" / "site-packages")
     else:
         minor = _minor(version)
-        libs = [
+        same_minor = [
             f
             for f in _lib_folders(root, platform)
             if minor is None or _minor_of_folder(f.name) in (minor, None)
         ]
+        # A venv made from python3.13t has only lib/python3.13t, reached through a plain `python`.
+        libs = [
+            f for f in same_minor if not f.name.startswith("python") or f.name.endswith("t") == free_threaded
+        ] or same_minor
         found.extend(lib / "site-packages" for lib in libs)
         # Debian/Ubuntu's system Python: pip and apt install into dist-packages.
         found.extend(lib / "dist-packages" for lib in libs)
@@ -389,10 +413,29 @@ def _python_in(root: Path, platform: Platform, *, plain_install: bool) -> Path |
     order = ["python3", "python"] if plain_install else ["python", "python3"]
     names = _names(bin_dir)
     versioned = sorted((n for n in names if _POSIX_PYTHON_NAME_RE.match(n) and "." in n), reverse=True)
+    versioned.sort(key=lambda n: n.endswith("t"))  # the default build before the free-threaded one
     for name in [*order, *versioned, "pypy3", "pypy"]:
         if name in names and _lexists(bin_dir / name):
             return bin_dir / name
     return None
+
+
+def free_threaded_sibling(env: PythonEnv) -> Path | None:
+    """The free-threaded interpreter beside `env`'s default one (`python3.13t` next to `python3.13`,
+    `python3.13t.exe` next to `python.exe`), or None."""
+    if is_free_threaded(env.python):
+        return None
+    folder = env.python.parent
+    names = _names(folder)
+    wanted = [f"python{m}t" for m in [_minor(env.python_version)] if m]
+    if _is_windows(env.platform):
+        wanted = [n + ".exe" for n in wanted]
+    else:
+        # posix: only a prefix that really holds the second build (lib/python3.13t), not a stray link.
+        wanted = [n for n in wanted if _isdir(env.root / "lib" / n)]
+    folded = {n.casefold(): n for n in names}
+    found = next((folded[w.casefold()] for w in wanted if w.casefold() in folded), None)
+    return folder / found if found else None
 
 
 def _has_stdlib(root: Path, platform: Platform) -> bool:
@@ -484,7 +527,7 @@ def _inspect(
     version = _version_from_files(root, platform, cfg=cfg, conda=conda, python=exe, hints=version_hints)
     if (version is None or version.count(".") < 2) and run is not None and platform is host_platform():
         version = _version_from_interpreter(exe, run) or version
-    site_packages = _site_packages(root, platform, version)
+    site_packages = _site_packages(root, platform, version, free_threaded=is_free_threaded(exe))
     return PythonEnv(
         root=root,
         python=exe,
@@ -667,6 +710,12 @@ class _Collector:
         except OSError:
             return
         self.add(env)
+        sibling = free_threaded_sibling(env)
+        if sibling is not None and not self.excluded(env.root):
+            self.notes.append(
+                f"{self.display(env.root)} also holds the free-threaded {sibling.name}, which has its own "
+                f"packages: check it with `torchdoctor check --env {sibling}`"
+            )
 
     def try_executable(
         self, exe: Path, *, kind_hint: EnvKind | None = None, version_hints: Sequence[str | None] = ()
@@ -733,16 +782,28 @@ def _conda_bases(home: Path, environ: Mapping[str, str], platform: Platform) -> 
     return bases
 
 
-def _conda(home: Path, environ: Mapping[str, str], collector: _Collector) -> None:
-    listed: list[Path] = []
+def read_environments_txt(path: Path, fallback_encoding: str | None = None) -> list[Path]:
+    """The prefixes listed in conda's `environments.txt`.
+
+    conda writes this file in the locale's encoding (cp1252, cp932... on Windows), not UTF-8, so a
+    prefix with "é" in it is read with the locale's encoding when UTF-8 fails. A missing file is an
+    empty list.
+    """
     try:
-        text = (home / ".conda" / "environments.txt").read_text(encoding="utf-8", errors="replace")
+        data = path.read_bytes()
     except OSError:
-        text = ""
-    for raw in text.splitlines():
-        line = raw.strip()
-        if line and not line.startswith("#"):
-            listed.append(Path(line))
+        return []
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = data.decode(fallback_encoding or locale.getpreferredencoding(False), errors="replace")
+    return [
+        Path(line.strip()) for line in text.splitlines() if line.strip() and not line.strip().startswith("#")
+    ]
+
+
+def _conda(home: Path, environ: Mapping[str, str], collector: _Collector) -> None:
+    listed = read_environments_txt(home / ".conda" / "environments.txt")
     bases = _conda_bases(home, environ, collector.platform)
     for base in [*listed, *bases]:
         collector.try_root(base)
@@ -772,23 +833,94 @@ def _pyenv(home: Path, environ: Mapping[str, str], collector: _Collector) -> Non
                 collector.try_root(versions / name / "envs" / env)
 
 
-def uv_python_dir(home: Path, environ: Mapping[str, str], platform: Platform) -> Path:
-    """Where uv installs managed Pythons (https://docs.astral.sh/uv/reference/storage/)."""
+def uv_python_dirs(home: Path, environ: Mapping[str, str], platform: Platform) -> list[Path]:
+    """Where uv installs managed Pythons (https://docs.astral.sh/uv/reference/storage/).
+
+    On Windows uv's state folder is `%APPDATA%\\uv`, unless an older uv already made
+    `%APPDATA%\\uv\\data`, which it then keeps using; both are read, since which one a given uv
+    chose depends on what existed when it first ran.
+    """
     override = _env_path(environ, "UV_PYTHON_INSTALL_DIR", platform)
     if override is not None:
-        return override
+        return [override]
     if _is_windows(platform):
         appdata = _env_path(environ, "APPDATA", platform) or home / "AppData" / "Roaming"
-        return appdata / "uv" / "data" / "python"
+        return [appdata / "uv" / "python", appdata / "uv" / "data" / "python"]
     data = _env_path(environ, "XDG_DATA_HOME", platform) or home / ".local" / "share"
-    return data / "uv" / "python"
+    return [data / "uv" / "python"]
+
+
+def uv_python_dir(home: Path, environ: Mapping[str, str], platform: Platform) -> Path:
+    """The folder a new uv would install into (the first of `uv_python_dirs`)."""
+    return uv_python_dirs(home, environ, platform)[0]
 
 
 def _uv(home: Path, environ: Mapping[str, str], collector: _Collector) -> None:
-    folder = uv_python_dir(home, environ, collector.platform)
-    for name in _names(folder):
-        if _UV_FOLDER_RE.match(name):  # skips .lock, .cache, .temp and .gitignore
-            collector.try_root(folder / name, kind_hint=EnvKind.UV)
+    for folder in uv_python_dirs(home, environ, collector.platform):
+        for name in _names(folder):
+            if _UV_FOLDER_RE.match(name):  # skips .lock, .cache, .temp and .gitignore
+                collector.try_root(folder / name, kind_hint=EnvKind.UV)
+
+
+# Project tools that keep their venvs outside the project: (tool, how deep below its folder a venv
+# sits). Poetry: virtualenvs/<name>-<hash>-py3.12; pipenv: <name>-<hash>; Hatch:
+# env/virtual/<project>/<hash>/<env>.
+_TOOL_VENV_DEPTH: Final = {"poetry": 1, "pipenv": 1, "hatch": 3}
+
+
+def tool_venv_roots(home: Path, environ: Mapping[str, str], platform: Platform) -> list[tuple[str, Path]]:
+    """(tool, folder) where Poetry, Hatch and pipenv keep the venvs they make, each tool's own
+    setting first (POETRY_VIRTUALENVS_PATH, HATCH_DATA_DIR, WORKON_HOME), then its default."""
+
+    def var(name: str) -> Path | None:
+        return _env_path(environ, name, platform)
+
+    roots: list[tuple[str, Path]] = []
+    if (poetry := var("POETRY_VIRTUALENVS_PATH")) is not None:
+        roots.append(("poetry", poetry))
+    if (poetry_cache := var("POETRY_CACHE_DIR")) is not None:
+        roots.append(("poetry", poetry_cache / "virtualenvs"))
+    if (hatch := var("HATCH_DATA_DIR")) is not None:
+        roots.append(("hatch", hatch / "env" / "virtual"))
+    if (workon := var("WORKON_HOME")) is not None:
+        roots.append(("pipenv", workon))
+    if _is_windows(platform):
+        local = var("LOCALAPPDATA") or home / "AppData" / "Local"
+        roots += [
+            ("poetry", local / "pypoetry" / "Cache" / "virtualenvs"),
+            ("hatch", local / "hatch" / "env" / "virtual"),
+            ("pipenv", home / ".virtualenvs"),
+        ]
+    else:
+        cache = var("XDG_CACHE_HOME") or home / ".cache"
+        data = var("XDG_DATA_HOME") or home / ".local" / "share"
+        roots += [
+            ("poetry", cache / "pypoetry" / "virtualenvs"),
+            ("hatch", data / "hatch" / "env" / "virtual"),
+            ("pipenv", data / "virtualenvs"),
+            ("pipenv", home / ".virtualenvs"),
+        ]
+        if platform is Platform.MACOS:
+            roots += [
+                ("poetry", home / "Library" / "Caches" / "pypoetry" / "virtualenvs"),
+                ("hatch", home / "Library" / "Application Support" / "hatch" / "env" / "virtual"),
+            ]
+    return roots
+
+
+def _tool_venvs(home: Path, environ: Mapping[str, str], collector: _Collector) -> None:
+    for tool, root in tool_venv_roots(home, environ, collector.platform):
+        level = [root]
+        for _ in range(_TOOL_VENV_DEPTH[tool]):
+            below: list[Path] = []
+            for folder in level:
+                for name in _names(folder):
+                    child = folder / name
+                    if _isfile(child / PYVENV_CFG):
+                        collector.try_root(child)
+                    elif not name.startswith(".") and _isdir(child):
+                        below.append(child)
+            level = below
 
 
 def _windows_registry(registry: RegistryReader, collector: _Collector) -> None:
@@ -807,12 +939,38 @@ def _windows_registry(registry: RegistryReader, collector: _Collector) -> None:
             )
 
 
-def _py_launcher(run: Callable[..., Completed], collector: _Collector) -> None:
+def py_launcher_candidates(home: Path, environ: Mapping[str, str], cwd: Path | None) -> list[Path]:
+    """Where `py.exe` may be, trusted places first: `%SystemRoot%\\py.exe` (an all-users launcher),
+    `%LOCALAPPDATA%\\Programs\\Python\\Launcher\\py.exe` (a per-user one), then PATH without
+    relative entries and without the current folder. Never the bare name: Windows would look in the
+    current folder first, where anyone could have put a py.exe."""
+    platform = Platform.WINDOWS
+    system_root = _env_path(environ, "SystemRoot", platform) or _env_path(environ, "WINDIR", platform)
+    local = _env_path(environ, "LOCALAPPDATA", platform) or home / "AppData" / "Local"
+    found: list[Path] = [
+        (system_root or Path("C:\\Windows")) / "py.exe",
+        local / "Programs" / "Python" / "Launcher" / "py.exe",
+    ]
+    found += [
+        folder / "py.exe"
+        for folder in proc.trusted_path_entries(_getenv(environ, "PATH", platform), cwd, ";")
+    ]
+    return list(dict.fromkeys(found))
+
+
+def _py_launcher(run: Callable[..., Completed], collector: _Collector, environ: Mapping[str, str]) -> None:
     """`py -0p`: what the Windows launcher knows (PEP 514 plus, in newer launchers, more)."""
     try:
-        done = run(["py", "-0p"], timeout=PY_LAUNCHER_TIMEOUT)
+        cwd: Path | None = Path.cwd()
     except OSError:
+        cwd = None
+    launcher = next((c for c in py_launcher_candidates(collector.home, environ, cwd) if _isfile(c)), None)
+    if launcher is None:
         return  # no launcher installed: nothing to learn from it
+    try:
+        done = run([launcher, "-0p"], timeout=PY_LAUNCHER_TIMEOUT)
+    except OSError:
+        return
     except SubprocessTimeoutError:
         collector.notes.append(f"`py -0p` did not answer within {PY_LAUNCHER_TIMEOUT:g} s; skipped it")
         return
@@ -820,6 +978,17 @@ def _py_launcher(run: Callable[..., Completed], collector: _Collector) -> None:
         return
     for version, exe in parse_py_launcher(done.stdout):
         collector.try_executable(Path(exe), kind_hint=EnvKind.PY_LAUNCHER, version_hints=(version,))
+
+
+def _store_pythons(home: Path, environ: Mapping[str, str], collector: _Collector) -> None:
+    """A Microsoft Store Python is skipped (its install under WindowsApps cannot be changed), but
+    never silently: a note names it, and the torch in its private site-packages if there is one."""
+    for site in store_sites(home=home, environ=environ):
+        torch = f"; it has torch {site.torch_version} there" if site.torch_version else ""
+        collector.notes.append(
+            f"skipped the Microsoft Store Python {site.minor}: torchdoctor cannot change a Store app "
+            f"(its packages are in {site.folder}{torch})"
+        )
 
 
 def _is_script(path: Path) -> bool:
@@ -1005,10 +1174,12 @@ def discover_environments(
     _conda(home, environ, collector)
     _pyenv(home, environ, collector)
     _uv(home, environ, collector)
+    _tool_venvs(home, environ, collector)
     if _is_windows(platform):
         if registry is not None:
             _windows_registry(registry, collector)
-        _py_launcher(run, collector)
+        _py_launcher(run, collector, environ)
+        _store_pythons(home, environ, collector)
     _path_interpreters(environ, collector)
     _search(settings, home, collector, clock)
     _unreadable_note(collector)

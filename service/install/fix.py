@@ -78,6 +78,8 @@ from torchdoctor.service.rules.check import check_environment
 from torchdoctor.service.rules.fit import FitLevel, build_fit
 
 INSTALL_TIMEOUT_S = 3600.0  # a CUDA torch with its nvidia-* dependencies on a slow line
+# Counted from when torch has been imported: the first import has verify's own allowance
+# (FIRST_IMPORT_TIMEOUT_S), since Windows Defender can hold it for 15-30 s after an install.
 VERIFY_TIMEOUT_S = 180.0
 EXTERNALLY_MANAGED: Final = "EXTERNALLY-MANAGED"  # PEP 668's marker file
 

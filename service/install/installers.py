@@ -37,7 +37,6 @@ import os
 import queue
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 import threading
@@ -139,11 +138,20 @@ def resolve_backend(
 
 
 def find_uv() -> str | None:
-    """uv on PATH, else the one installed beside torchdoctor's interpreter (a `uv` dependency)."""
-    on_path = shutil.which("uv")
-    if on_path:
-        return on_path
+    """uv on PATH, else the one installed beside torchdoctor's interpreter (a `uv` dependency).
+
+    PATH is searched by hand, without its relative entries and the current folder: on Windows,
+    `shutil.which` (before Python 3.12) and a bare "uv" both look in the current folder first.
+    """
     name = "uv.exe" if sys.platform == "win32" else "uv"
+    try:
+        cwd: Path | None = Path.cwd()
+    except OSError:
+        cwd = None
+    for folder in proc.trusted_path_entries(os.environ.get("PATH"), cwd):
+        candidate = folder / name
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
     beside = Path(sys.executable).with_name(name)
     return str(beside) if beside.is_file() else None
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import Final
 from packaging.version import InvalidVersion, Version
 
 from torchdoctor.service import proc
+from torchdoctor.service.bench.run import FIRST_IMPORT_TIMEOUT_S, staged_limit
 from torchdoctor.service.errors import SubprocessTimeoutError
 from torchdoctor.service.models import PythonEnv
 
@@ -43,7 +45,10 @@ def _error(exc):
     if frames:
         last = frames[-1]
         where = "%s:%s in %s" % (last.filename, last.lineno, last.name)
-    return {"type": type(exc).__name__, "message": str(exc)[:2000], "where": where}
+    # The Windows error number, not the localized text, is what a hint may rest on.
+    winerror = getattr(exc, "winerror", None)
+    return {"type": type(exc).__name__, "message": str(exc)[:2000], "where": where,
+            "winerror": winerror if isinstance(winerror, int) else None}
 
 
 def _matmul(torch, index):
@@ -88,6 +93,16 @@ def _companions(names, out):
     out["companions"] = found
 
 
+def _imported(args):
+    # Tells the parent the first import is over: its allowance ends and the work's timeout starts.
+    if "--progress" in args[:-1]:
+        try:
+            with open(args[args.index("--progress") + 1], "w") as handle:
+                handle.write("imported\n")
+        except OSError:
+            pass
+
+
 def main():
     args = sys.argv[1:]
     companions = [args[i + 1] for i, a in enumerate(args[:-1]) if a == "--companion"]
@@ -100,6 +115,7 @@ def main():
         except BaseException as exc:
             out["error"] = _error(exc)
         else:
+            _imported(args)
             out["imported"] = True
             out["torch_file"] = getattr(torch, "__file__", None)
             version = getattr(torch, "__version__", None)
@@ -223,13 +239,30 @@ def parse_output(stdout: str) -> dict[str, object] | None:
     return None
 
 
-def verify_argv(python: Path, *, check_gpus: bool, companions: Sequence[str] = ()) -> list[str]:
+def verify_argv(
+    python: Path, *, check_gpus: bool, companions: Sequence[str] = (), progress: Path | None = None
+) -> list[str]:
     argv = [os.fspath(python), "-I", "-c", VERIFY_SCRIPT]
+    if progress is not None:
+        argv += ["--progress", os.fspath(progress)]
     if check_gpus:
         argv.append("--gpus")
     for name in companions:
         argv += ["--companion", name]
     return argv
+
+
+class _ImportWatch:
+    """When the verification script said it had imported torch (it writes `marker` then)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+        self.started = time.monotonic()
+        self.imported_at: float | None = None
+
+    def poll(self) -> None:
+        if self.imported_at is None and self.marker.is_file():
+            self.imported_at = time.monotonic()
 
 
 def _scrubbed_environ() -> dict[str, str]:
@@ -245,15 +278,38 @@ def verify_build(
     check_gpus: bool,
     timeout: float = 120.0,
     expected_companions: Mapping[str, str] | None = None,
+    import_timeout: float = FIRST_IMPORT_TIMEOUT_S,
 ) -> Verification:
     """Import the environment's torch in a fresh process and judge it. Never raises for a broken
-    environment: every failure (no interpreter, a hang, a crash) becomes a problem."""
-    argv = verify_argv(env.python, check_gpus=check_gpus, companions=tuple(expected_companions or ()))
+    environment: every failure (no interpreter, a hang, a crash) becomes a problem.
+
+    The first import has `import_timeout` (Windows Defender scans every new DLL of a fresh
+    install); `timeout` counts from when torch has been imported, so a slow first import never
+    rolls back a good install."""
     with tempfile.TemporaryDirectory(prefix="td-verify-") as cwd:
+        marker = Path(cwd) / "imported.txt"
+        argv = verify_argv(
+            env.python,
+            check_gpus=check_gpus,
+            companions=tuple(expected_companions or ()),
+            progress=marker,
+        )
+        watch = _ImportWatch(marker)
         try:
-            done = proc.run(argv, timeout=timeout, env=_scrubbed_environ(), cwd=Path(cwd))
+            done = proc.run_watched(
+                argv,
+                limit=lambda: staged_limit(
+                    watch.started, watch.imported_at, import_timeout=import_timeout, timeout=timeout
+                ),
+                watch=watch.poll,
+                env=_scrubbed_environ(),
+                cwd=Path(cwd),
+            )
         except SubprocessTimeoutError:
-            problem = f"importing torch did not finish within {timeout:g} s"
+            if watch.imported_at is None:
+                problem = f"importing torch did not finish within {import_timeout:g} s"
+            else:
+                problem = f"the check did not finish within {timeout:g} s after importing torch"
             return Verification(False, (problem,), {"error": {"type": "Timeout", "message": problem}})
         except OSError as exc:
             problem = f"could not start {env.python}: {exc.strerror or exc}"

@@ -57,6 +57,7 @@ STATE_SUMMARY: Final[Mapping[ProbeState, str]] = {
     ProbeState.RESTART_NEEDED: nvml_wrapper.RESTART_NEEDED,
     ProbeState.PARTIAL: "Some GPUs or details could not be read.",
     ProbeState.ERROR: "The NVIDIA driver answered with an error.",
+    ProbeState.DRIVER_LIBS_MISSING: "The NVIDIA driver's libraries are missing.",
 }
 
 # Which failure to report when several stages fail: the most specific one a person can act on.
@@ -65,8 +66,9 @@ _STATE_RANK: Final[Mapping[ProbeState, int]] = {
     ProbeState.NO_GPU: 1,
     ProbeState.PARTIAL: 2,
     ProbeState.ERROR: 3,
-    ProbeState.NO_DRIVER: 4,
-    ProbeState.RESTART_NEEDED: 5,
+    ProbeState.DRIVER_LIBS_MISSING: 4,
+    ProbeState.NO_DRIVER: 5,
+    ProbeState.RESTART_NEEDED: 6,
 }
 
 
@@ -170,6 +172,35 @@ def parse_smi_csv(text: str, fields: Sequence[str] = SMI_FIELDS) -> tuple[SmiGpu
     return tuple(gpus)
 
 
+# One GPU nvidia-smi could not open, printed in place of its CSV row (a GPU fallen off the bus, a
+# device not passed through to a container): "Unable to determine the device handle for
+# GPU0000:02:00.0: Unknown Error". Older builds say "detect" instead of "determine".
+_SMI_FAILED_ROW: Final = re.compile(
+    r"^\s*Unable to (?:determine|detect) the device handle for\s*(?:GPU\s*)?([0-9A-Fa-f:.]+)\s*:\s*(.*?)\s*$"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SmiFailedGpu:
+    """A GPU that `nvidia-smi --query-gpu` could not read: its PCI bus id and the reason it gave."""
+
+    bus_id: str
+    reason: str
+
+
+def split_smi_failed_rows(text: str) -> tuple[str, tuple[SmiFailedGpu, ...]]:
+    """(the CSV without the failed GPUs' lines, the failed GPUs), so the readable GPUs still count."""
+    kept: list[str] = []
+    failed: list[SmiFailedGpu] = []
+    for line in text.splitlines():
+        match = _SMI_FAILED_ROW.match(line)
+        if match:
+            failed.append(SmiFailedGpu(match.group(1), match.group(2).rstrip(".") or "unknown error"))
+        else:
+            kept.append(line)
+    return "\n".join(kept), tuple(failed)
+
+
 _SMI_CUDA: Final = re.compile(r"CUDA\s+(?:UMD\s+)?Version\s*:\s*(\d+\.\d+)\b", re.IGNORECASE)
 
 
@@ -199,15 +230,49 @@ def parse_proc_driver_version(text: str) -> str | None:
     return None
 
 
+_WINDOWS_DRIVER: Final = re.compile(r"^\d+\.\d+\.(\d+)\.(\d+)$")
+
+
+def driver_version_from_windows(text: str) -> str:
+    """NVIDIA's driver version from the Windows file version Device Manager and WMI show.
+
+    "32.0.15.7216" is driver 572.16: the last five digits of the last two fields (15|7216 ->
+    57216 -> 572.16). Other versions ("572.16", "550.144.03") come back unchanged. Raises
+    ValueError for a four-field version that holds no NVIDIA driver version, so "32" is never
+    taken for the driver's major version.
+    """
+    value = text.strip()
+    match = _WINDOWS_DRIVER.match(value)
+    if match is None:
+        return value
+    digits = match.group(1) + match.group(2)
+    if len(match.group(2)) != 4 or len(digits) < 5:
+        raise ValueError(
+            f"{value} is a Windows file version without an NVIDIA driver version in it "
+            '(expected e.g. "32.0.15.7216", which is driver 572.16)'
+        )
+    tail = digits[-5:]
+    return f"{int(tail[:3])}.{tail[3:]}"
+
+
 def parse_sys_module_version(text: str) -> str | None:
     """The driver version from /sys/module/nvidia/version, which holds just "550.144.03"."""
     value = text.strip()
     return value if _VERSION.match(value) else None
 
 
+DRIVER_LIBS_MISSING: Final = (
+    "nvidia-smi is installed but the NVIDIA driver's libraries (libnvidia-ml.so) are missing: "
+    "reinstall the driver; inside a container, start it with the GPU runtime "
+    "(`docker run --gpus all`) so the driver's libraries are mounted."
+)
+
 # Messages nvidia-smi prints (on stdout or stderr, with a non-zero exit or not) instead of a table.
 _SMI_FAILURES: Final[tuple[tuple[str, ProbeState, str], ...]] = (
     ("driver/library version mismatch", ProbeState.RESTART_NEEDED, nvml_wrapper.RESTART_NEEDED),
+    # The nvidia-smi binary is there but the driver's user-space library is not: a container started
+    # without the driver's libraries mounted, or a driver removed only in part.
+    ("couldn't find libnvidia-ml.so", ProbeState.DRIVER_LIBS_MISSING, DRIVER_LIBS_MISSING),
     ("couldn't communicate with the nvidia driver", ProbeState.NO_DRIVER, nvml_wrapper.DRIVER_NOT_LOADED),
     ("driver not loaded", ProbeState.NO_DRIVER, nvml_wrapper.DRIVER_NOT_LOADED),
     ("no devices were found", ProbeState.NO_GPU, "The NVIDIA driver is running but sees no GPU."),
@@ -381,32 +446,26 @@ def _smi_reading(
     if failure is not None:
         trail.fail(*failure)
         return None
+    table, failed = split_smi_failed_rows(result.stdout)
     try:
-        rows = parse_smi_csv(result.stdout, fields)
-        if not result.ok:
+        rows = parse_smi_csv(table, fields)
+        if not result.ok and not (failed and rows):
             raise ValueError(f"exit status {result.returncode}")
     except ValueError:
         first = next((line.strip() for line in output.splitlines() if line.strip()), "no output")
         trail.fail(ProbeState.ERROR, f"nvidia-smi failed: {first}")
         return None
-    gpus: list[Gpu] = []
-    for position, row in enumerate(rows):
-        if row.name is None:
-            state = ProbeState.PARTIAL
-            notes.append(f"nvidia-smi did not name GPU {position}.")
-            continue
-        gpus.append(
-            Gpu(
-                index=row.index if row.index is not None else position,
-                name=row.name,
-                compute_capability=row.compute_capability,
-                memory_mib=row.memory_mib,
-            )
-        )
+    gpus, unread = _smi_gpus(rows, failed)
+    if unread:
+        state = ProbeState.PARTIAL
+        notes.extend(unread)
+    if not rows and failed:
+        trail.fail(ProbeState.ERROR, *notes)
+        return None
     if not rows:
         state = ProbeState.NO_GPU
         notes.append("The NVIDIA driver is running but sees no GPU.")
-    driver = next((r.driver_version for r in rows if r.driver_version), None)
+    driver = _smi_driver_version(rows, notes)
     cuda = None
     try:
         header = run([smi], timeout=SMI_TIMEOUT)
@@ -416,6 +475,38 @@ def _smi_reading(
     if cuda is None and gpus:
         notes.append("nvidia-smi did not say which CUDA version the driver supports.")
     return _SmiAnswer(driver, cuda, tuple(gpus), state, tuple(notes))
+
+
+def _smi_gpus(rows: Sequence[SmiGpu], failed: Sequence[SmiFailedGpu]) -> tuple[list[Gpu], list[str]]:
+    """The GPUs nvidia-smi could read, and a note for each it could not."""
+    gpus: list[Gpu] = []
+    unread: list[str] = []
+    for position, row in enumerate(rows):
+        if row.name is None:
+            unread.append(f"nvidia-smi did not name GPU {position}.")
+            continue
+        gpus.append(
+            Gpu(
+                index=row.index if row.index is not None else position,
+                name=row.name,
+                compute_capability=row.compute_capability,
+                memory_mib=row.memory_mib,
+            )
+        )
+    unread += [f"nvidia-smi could not read the GPU at PCI {gpu.bus_id} ({gpu.reason})." for gpu in failed]
+    return gpus, unread
+
+
+def _smi_driver_version(rows: Sequence[SmiGpu], notes: list[str]) -> str | None:
+    """The driver version nvidia-smi reported, in NVIDIA's form (a Windows file version converted)."""
+    raw = next((r.driver_version for r in rows if r.driver_version), None)
+    if raw is None:
+        return None
+    try:
+        return driver_version_from_windows(raw)
+    except ValueError as exc:
+        notes.append(f"nvidia-smi reported a driver version that cannot be used: {exc}.")
+        return None
 
 
 def _read_text(path: Path) -> str | None:
@@ -638,6 +729,20 @@ def _optional_version(
     return value.strip()
 
 
+def _driver_version_field(obj: Mapping[str, object], where: str) -> str | None:
+    """`driver_version`, with the Windows file-version form converted (32.0.15.7216 -> 572.16)."""
+    driver = _optional_version(obj, "driver_version", _VERSION, "572.16", where)
+    if driver is None:
+        return None
+    try:
+        return driver_version_from_windows(driver)
+    except ValueError as exc:
+        raise HardwareFileError(
+            f"{where}: driver_version: {exc}",
+            hint='give the version nvidia-smi prints, like "572.16"',
+        ) from None
+
+
 def _optional_count(gpu: Mapping[str, object], key: str, label: str, where: str) -> int | None:
     value = gpu.get(key)
     if value is None:
@@ -690,7 +795,7 @@ def hardware_from_json(obj: object, *, where: str) -> Hardware:
     _check_keys(obj, _TOP_KEYS, where, "")
     _enum(HardwareSource, obj, "source", where)  # checked for typos; the answer is FILE regardless
     platform = _enum(Platform, obj, "platform", where) or running_platform()
-    driver = _optional_version(obj, "driver_version", _VERSION, "572.16", where)
+    driver = _driver_version_field(obj, where)
     cuda = _optional_version(obj, "cuda_driver_version", _CUDA_VERSION, "12.8", where)
     raw_gpus = obj.get("gpus")
     if raw_gpus is None:

@@ -6,29 +6,76 @@ This is the seam the CLI, the tray and the monitor share; it does no probing or 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
 
 from torchdoctor.service.envs.builds import read_build
+from torchdoctor.service.envs.discover import read_pyvenv_cfg
+from torchdoctor.service.envs.usersite import UserSiteTorch, user_site_torch
 from torchdoctor.service.errors import UnreadableError
 from torchdoctor.service.facts.knowledge import Knowledge
 from torchdoctor.service.facts.variants import DEFAULT_INDEX_BASE
-from torchdoctor.service.models import CheckReport, EnvReport, Finding, Hardware, PythonEnv, TorchBuild
+from torchdoctor.service.models import (
+    CheckReport,
+    EnvKind,
+    EnvReport,
+    Finding,
+    Hardware,
+    PythonEnv,
+    Severity,
+    TorchBuild,
+)
 from torchdoctor.service.probe.hardware import hardware_to_json
 from torchdoctor.service.rules.diagnose import diagnose
+from torchdoctor.service.rules.usersite import user_site_finding
 
 SCHEMA_VERSION = 1
 
 
 def check_environment(
-    env: PythonEnv, hardware: Hardware, knowledge: Knowledge, *, index_base: str = DEFAULT_INDEX_BASE
+    env: PythonEnv,
+    hardware: Hardware,
+    knowledge: Knowledge,
+    *,
+    index_base: str = DEFAULT_INDEX_BASE,
+    home: Path | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> EnvReport:
     """Raises UnreadableError when the environment's files cannot be read.
 
     `index_base`: the index the fix texts' hand commands name, the one `plan` and `fix` would use.
+    `home` and `environ` place the user site (default: this user's).
     """
     reading = read_build(env, knowledge)
     findings = diagnose(env, reading, hardware, knowledge, index_base=index_base)
-    return EnvReport(env=env, torch=reading.build if reading else None, findings=findings)
+    build = reading.build if reading else None
+    user = _user_site_torch(env, home, environ)
+    if user is not None:
+        findings = _by_severity((*findings, user_site_finding(env, build, user)))
+    return EnvReport(env=env, torch=build, findings=findings)
+
+
+_SEVERITY_ORDER = (Severity.ERROR, Severity.WARN, Severity.INFO)
+
+
+def _by_severity(findings: tuple[Finding, ...]) -> tuple[Finding, ...]:
+    return tuple(sorted(findings, key=lambda f: _SEVERITY_ORDER.index(f.severity)))
+
+
+def _user_site_torch(
+    env: PythonEnv, home: Path | None, environ: Mapping[str, str] | None
+) -> UserSiteTorch | None:
+    try:
+        cfg = read_pyvenv_cfg(env.root) if env.kind is EnvKind.VENV else None
+    except OSError:
+        cfg = None
+    return user_site_torch(
+        env,
+        pyvenv_cfg=cfg,
+        home=home if home is not None else Path.home(),
+        environ=environ if environ is not None else os.environ,
+    )
 
 
 def run_check(

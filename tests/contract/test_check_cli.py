@@ -44,6 +44,7 @@ CODES = {
     "cuda-build-without-gpu",
     "driver-minor-compat",
     "newer-variant-available",
+    "torch-in-user-site",
 }
 
 RTX_4090_572 = {

@@ -205,7 +205,7 @@ def test_a_crash_is_a_failure_with_a_reason(tmp_path: Path, signal_name: str, hi
 def test_a_hang_times_out_naming_the_stage(tmp_path: Path) -> None:
     env = env_with(tmp_path, torch_with("import time\ntime.sleep(120)\n"))
     started = time.monotonic()
-    result = run_bench(env.python, device="cpu", expect_gpu=False, timeout=3)
+    result = run_bench(env.python, device="cpu", expect_gpu=False, timeout=3, import_timeout=3)
     assert time.monotonic() - started < 30
     assert result.reason == "the benchmark did not finish within 3 s (it was importing torch)"
     assert codes(result) == ["timeout"]

@@ -11,6 +11,7 @@ import pytest
 
 from tests.support.envs import site_packages_env, unpack_standin
 from tests.support.hw import RTX_4090, env, hardware
+from tests.support.remote_zip import RangeFile, reachable
 from tests.support.standin import StandIn
 from torchdoctor.service.envs.archscan import parse_arch_flags, read_arch_flags, scan_library
 from torchdoctor.service.envs.builds import read_build
@@ -99,3 +100,24 @@ def test_the_real_2_14_1_library_holds_its_arch_list(tmp_path: Path) -> None:
     assert arch is not None
     assert [str(c) for c in arch.codes] == ["7.5", "8.0", "8.6", "9.0", "10.0", "12.0"]
     assert arch.ptx is None
+
+
+# A real Windows CUDA wheel on PyTorch's index; only its torch_python.dll is read (range requests).
+WINDOWS_CU128_WHEEL = "https://download.pytorch.org/whl/cu128/torch-2.7.1%2Bcu128-cp312-cp312-win_amd64.whl"
+
+
+@pytest.mark.slow
+def test_the_real_windows_cuda_wheels_torch_python_dll_holds_its_arch_list(tmp_path: Path) -> None:
+    why_not = reachable(WINDOWS_CU128_WHEEL)
+    if why_not is not None:
+        pytest.skip(f"the real Windows wheel cannot be read: {why_not}")
+    remote = RangeFile(WINDOWS_CU128_WHEEL)
+    with zipfile.ZipFile(remote) as zf, zf.open("torch/lib/torch_python.dll") as src:
+        (tmp_path / "torch" / "lib").mkdir(parents=True)
+        with (tmp_path / "torch" / "lib" / "torch_python.dll").open("wb") as dst:
+            shutil.copyfileobj(src, dst)
+    assert remote.fetched < remote.size // 4  # the member and the directory, not the wheel
+    arch = read_arch_flags(tmp_path / "torch")
+    assert arch is not None
+    # cu128 builds are the first with Blackwell (sm_120) and still cover Ampere (sm_80).
+    assert {"8.0", "12.0"} <= {str(c) for c in arch.codes}

@@ -232,6 +232,10 @@ def windows_machine(tmp_path: Path) -> dict[str, Path]:
     layouts.stub_exe(places["store"] / "python.exe", layouts.MZ_STUB)
     layouts.stub_exe(places["store"] / "python3.exe", layouts.MZ_STUB)
     layouts.environments_txt(home, [places["anaconda"], places["anaconda"] / "envs" / "torch"])
+    # The per-user launcher's place; discovery runs it by this absolute path, never as "py".
+    places["py_launcher"] = layouts.stub_exe(
+        appdata / "Local" / "Programs" / "Python" / "Launcher" / "py.exe", layouts.MZ_STUB
+    )
     return places
 
 
@@ -259,7 +263,7 @@ def test_discovery_on_windows_merges_every_source_without_duplicates(
     py_output = (
         f" -V:3.12 *        {m['py312'] / 'python.exe'}\n -V:3.10          {m['py310'] / 'python.exe'}\n"
     )
-    run = FakeRun({"py": completed(py_output)})
+    run = FakeRun({"py.exe": completed(py_output)})
     environ = {
         # Windows names are case-insensitive: "Path", not "PATH".
         "Path": ";".join(
@@ -291,7 +295,7 @@ def test_discovery_on_windows_merges_every_source_without_duplicates(
     assert py312.python_version == "3.12.4"  # the registry's Version, as the files give only 3.12
     py310 = next(e for e in found.environments if e.root == m["py310"])
     assert py310.python_version == "3.10"
-    assert run.programs() == ["py"]  # no interpreter was started
+    assert run.calls == [(str(m["py_launcher"]), "-0p")]  # no interpreter was started
     assert found.notes == ()
     # Sorted by kind, then path.
     order = [e.kind for e in found.environments]
@@ -309,7 +313,7 @@ def test_a_missing_or_hung_py_launcher_does_not_stop_discovery(windows_machine: 
             ("`py -0p` did not answer within 5 s; skipped it",),
         ),
     ]:
-        run = FakeRun({"py": answer} if answer is not None else {})
+        run = FakeRun({"py.exe": answer} if answer is not None else {})
         found = discover_environments(
             Settings(), home=m["home"], platform=WINDOWS, environ={}, registry=FakeRegistry(), run=run
         )

@@ -35,6 +35,7 @@ import json
 import math
 import os
 import platform
+import re
 import statistics
 import sys
 import threading
@@ -153,12 +154,62 @@ def _exc_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
+# Windows error numbers whose (localized) text Python's "DLL load failed while importing X: <text>"
+# may carry: 126 module not found, 127 procedure not found, 193 not a valid Win32 application,
+# 1114 a DLL's initialisation failed.
+_DLL_ERRORS = (126, 127, 193, 1114)
+_WINERROR_TAG = re.compile(r"\[WinError (\d+)\]")
+_DLL_LOAD_FAILED = re.compile(r"DLL load failed while importing [^:]+: (.+)", re.DOTALL)
+
+
+def _system_messages() -> Optional[Callable[[int], str]]:
+    """ctypes.FormatError: the system's own text for an error number, in the system's language."""
+    try:
+        import ctypes  # noqa: PLC0415  (Windows only: FormatError exists there alone)
+
+        return getattr(ctypes, "FormatError", None)
+    except Exception:
+        return None
+
+
+def winerror_of(exc: BaseException, format_error: Optional[Callable[[int], str]] = None) -> Optional[int]:
+    """The Windows error number behind `exc` or the exceptions it was raised from, else None.
+
+    Hints are decided on this number, never on the message, which a German or Russian Windows words
+    in its own language. OSError carries it as `winerror` ("[WinError 126]" in its text); Python's
+    ImportError for a failed DLL load carries only the localized text, which is matched against the
+    system's own text for each number (`format_error`, ctypes.FormatError on Windows).
+    """
+    seen = set()
+    current: Optional[BaseException] = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        number = getattr(current, "winerror", None)
+        if isinstance(number, int) and not isinstance(number, bool):
+            return number
+        text = str(current)
+        tag = _WINERROR_TAG.search(text)
+        if tag:
+            return int(tag.group(1))
+        failed = _DLL_LOAD_FAILED.search(text)
+        fmt = format_error if format_error is not None else _system_messages()
+        if failed and fmt is not None:
+            said = failed.group(1).strip().rstrip(".").casefold()
+            for candidate in _DLL_ERRORS:
+                with contextlib.suppress(Exception):
+                    if fmt(candidate).strip().rstrip(".").casefold() == said:
+                        return candidate
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def _exc_info(exc: BaseException) -> Dict[str, Any]:
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     return {
         "type": type(exc).__name__,
         "message": str(exc)[:4000],
         "module": getattr(exc, "name", None) if isinstance(exc, ImportError) else None,
+        "winerror": winerror_of(exc),
         "traceback": tb[-4000:],
     }
 
