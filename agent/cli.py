@@ -27,6 +27,7 @@ COMMANDS: Final = {
     "bench": "prove that an environment's torch computes correctly on this GPU, and how fast",
     "tray": "run the tray icon: checks in the background, notifies, repairs from its menu",
     "autostart": "start the tray at login: enable, disable or show its status",
+    "report": "write one self-contained HTML page: this machine and its history, or a fleet (--from)",
 }
 
 Handler = Callable[[argparse.Namespace], int]

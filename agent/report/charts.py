@@ -1,0 +1,134 @@
+"""The benchmark chart: pygal draws it, and what reaches the page is sanitised SVG. Pure.
+
+pygal always embeds a `<script>` with the chart's data (labels included, which come from
+environments) and, by default, links its tooltip script from a CDN. The page must make no request
+and run no script it did not write, so the SVG is parsed back and every script, event attribute
+and non-local link is dropped; text stays escaped because ElementTree writes it. The chart is
+readable without script: lines, dots, a legend and axes are plain SVG.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from datetime import datetime
+from typing import Final
+
+import pygal
+from pygal.style import Style
+
+from torchdoctor.agent.report.model import BenchSeries
+
+SVG_NS: Final = "http://www.w3.org/2000/svg"
+XLINK_NS: Final = "http://www.w3.org/1999/xlink"
+# Figure name -> legend label; the order of the legend.
+FIGURES: Final = {
+    "matmul_fp32_tflops": "FP32",
+    "matmul_tf32_tflops": "TF32",
+    "matmul_fp16_tflops": "FP16",
+    "matmul_bf16_tflops": "BF16",
+}
+# Okabe-Ito: told apart with colour-blindness too; each figure's peak line shares its colour and
+# is dashed, and failed runs are vermilion crosses, so no meaning rests on colour alone.
+_COLOURS: Final = ("#0072B2", "#009E73", "#CC79A7", "#E69F00")
+_FAILED_COLOUR: Final = "#D55E00"
+
+ET.register_namespace("", SVG_NS)
+ET.register_namespace("xlink", XLINK_NS)
+
+
+def _date(value: datetime) -> str:
+    return value.strftime("%Y-%m-%d")
+
+
+def bench_chart(series: BenchSeries, *, title: str) -> str | None:
+    """TFLOP/s per dtype over time for one environment, failed runs marked, the GPU's datasheet
+    peak as a dashed line; None when no run has a TFLOP/s figure or a failure to show."""
+    lines: list[tuple[str, list[tuple[datetime, float]], bool]] = []  # (label, points, dashed)
+    colours: list[str] = []
+    for i, (key, label) in enumerate(FIGURES.items()):
+        points = [(p.at, p.figures[key]) for p in series.points if p.passed and key in p.figures]
+        if not points:
+            continue
+        colour = _COLOURS[i % len(_COLOURS)]
+        lines.append((f"{label} TFLOP/s", points, False))
+        colours.append(colour)
+        peak = next((p.peaks[key] for p in reversed(series.points) if key in p.peaks), None)
+        if peak is not None:
+            span = [series.points[0].at, series.points[-1].at]
+            lines.append((f"{label} peak", [(t, peak) for t in span], True))
+            colours.append(colour)
+    failed = [p for p in series.points if not p.passed]
+    if not lines and not failed:
+        return None
+    style = Style(
+        background="transparent",
+        plot_background="transparent",
+        foreground="#222",
+        foreground_strong="#111",
+        foreground_subtle="#888",
+        colors=(*colours, _FAILED_COLOUR),
+        font_family="system-ui, sans-serif",
+        label_font_size=12,
+        major_label_font_size=12,
+        legend_font_size=12,
+        title_font_size=14,
+    )
+    chart = pygal.DateTimeLine(
+        style=style,
+        title=title,
+        width=900,
+        height=320,
+        explicit_size=False,  # a viewBox only: the page's CSS sizes it, on a phone and on paper
+        js=[],
+        disable_xml_declaration=True,
+        legend_at_bottom=True,
+        legend_at_bottom_columns=4,
+        show_dots=len(series.points) <= 60,
+        dots_size=3,
+        x_value_formatter=_date,
+        x_label_rotation=0,
+        truncate_label=-1,
+        truncate_legend=-1,
+        y_title="TFLOP/s",
+        include_x_axis=True,
+        show_minor_x_labels=False,
+        x_labels_major_count=6,
+        print_values=False,
+    )
+    for label, points, dashed in lines:
+        extra = {"stroke_style": {"width": 1.5, "dasharray": "6, 4"}, "show_dots": False} if dashed else {}
+        chart.add(label, points, **extra)
+    if failed:
+        # Where a failed run measured nothing, its cross sits on the zero line.
+        chart.add(
+            "failed run",
+            [(p.at, max(p.figures.values(), default=0.0)) for p in failed],
+            stroke=False,
+            show_dots=True,
+            dots_size=5,
+        )
+    return sanitise_svg(chart.render(is_unicode=True))
+
+
+def sanitise_svg(svg: str) -> str:
+    """The SVG without anything that runs or fetches: <script>, <foreignObject>, on* attributes,
+    and links that leave the document (only `#fragment` hrefs stay)."""
+    root = ET.fromstring(svg)  # noqa: S314 - pygal's output, produced in this process
+    for parent in root.iter():
+        for child in list(parent):
+            tag = child.tag.rsplit("}", 1)[-1] if isinstance(child.tag, str) else ""
+            if tag in ("script", "foreignObject", "iframe", "use") and not _local_use(child, tag):
+                parent.remove(child)
+        for name in list(parent.attrib):
+            local = name.rsplit("}", 1)[-1].lower()
+            value = parent.attrib[name].strip()
+            if local.startswith("on") or (local == "href" and not value.startswith("#")):
+                del parent.attrib[name]
+    return ET.tostring(root, encoding="unicode")
+
+
+def _local_use(element: ET.Element, tag: str) -> bool:
+    if tag != "use":
+        return False
+    href = element.get(f"{{{XLINK_NS}}}href") or element.get("href") or ""
+    return href.startswith("#")
