@@ -76,8 +76,8 @@ def bench_chart(series: BenchSeries, *, title: str) -> str | None:
     chart = pygal.DateTimeLine(
         style=style,
         title=title,
-        width=900,
-        height=320,
+        width=720,
+        height=300,
         explicit_size=False,  # a viewBox only: the page's CSS sizes it, on a phone and on paper
         js=[],
         disable_xml_declaration=True,

@@ -165,9 +165,10 @@ def parse_document(text: str, *, name: str, source: str, modified: datetime | No
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        cut = " (the file looks truncated)" if exc.pos >= len(text.rstrip()) else ""
+        # A whole document ends with its closing brace; a full disk or a killed ssh cuts that off.
+        cut = "; the file looks truncated" if not text.rstrip().endswith(("}", "]")) else ""
         raise DocumentError(
-            f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}{cut}"
+            f"not valid JSON ({exc.msg}, line {exc.lineno} column {exc.colno}{cut})"
         ) from None
     except RecursionError:
         raise DocumentError("not valid JSON: nested too deeply") from None

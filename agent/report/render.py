@@ -95,9 +95,10 @@ def commands_in(fix: str) -> list[str]:
 
 
 def first_commands(env: EnvView) -> list[str]:
-    """The fleet table's fix column: the commands of the environment's worst finding."""
+    """The fleet table's fix column: the first command of the environment's worst finding (one
+    per row keeps a thousand-machine table short; the machine's own report has them all)."""
     worst = sorted(env.findings, key=lambda f: _SEVERITY_RANK.get(f.severity, 9))
-    return commands_in(worst[0].fix) if worst else []
+    return commands_in(worst[0].fix)[:1] if worst else []
 
 
 def when(value: datetime | None) -> str:
