@@ -73,6 +73,7 @@ class BenchView:
     runs: int
     failed: int
     last: BenchPoint
+    measured: BenchPoint | None  # the newest run with figures: a failed last run may have none
     columns: tuple[str, ...]
     values: tuple[str, ...]
     chart: Markup | None
@@ -152,7 +153,10 @@ def bench_views(series: Sequence[BenchSeries]) -> list[BenchView]:
         if not s.points:
             continue
         last = s.points[-1]
-        keys = [k for k in _TABLE_FIGURES if k in last.figures]
+        measured = next((p for p in reversed(s.points) if p.figures), None)
+        figures = measured.figures if measured is not None else {}
+        peaks = measured.peaks if measured is not None else {}
+        keys = [k for k in _TABLE_FIGURES if k in figures]
         chart = bench_chart(s, title="TFLOP/s per run")
         views.append(
             BenchView(
@@ -160,8 +164,9 @@ def bench_views(series: Sequence[BenchSeries]) -> list[BenchView]:
                 runs=len(s.points),
                 failed=sum(1 for p in s.points if not p.passed),
                 last=last,
+                measured=measured,
                 columns=tuple(_TABLE_FIGURES[k] for k in keys),
-                values=tuple(_figure(last.figures[k], last.peaks.get(k)) for k in keys),
+                values=tuple(_figure(figures[k], peaks.get(k)) for k in keys),
                 # Sanitised by charts.sanitise_svg: no script, no event attribute, no outside link.
                 chart=Markup(chart) if chart is not None else None,  # noqa: S704
             )
