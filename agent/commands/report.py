@@ -8,6 +8,7 @@ ones are listed in the page, and only "no readable document at all" is an error 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import socket
 import sys
@@ -128,15 +129,35 @@ def write_page(html: str, out: Path) -> None:
         ) from None
 
 
-def _default_opener(path: Path) -> bool:
+class _Said(logging.Handler):
+    """Keeps what the opener logs, so its reason joins our one stderr line."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+def _default_opener(path: Path) -> tuple[bool, str | None]:
     # The tray's opener: the OS's default program for .html, outliving this process.
-    from torchdoctor.agent.tray.opener import open_path  # noqa: PLC0415
+    from torchdoctor.agent.tray.opener import log, open_path  # noqa: PLC0415
 
-    return open_path(path)
+    said = _Said()
+    log.addHandler(said)
+    propagate, log.propagate = log.propagate, False
+    try:
+        opened = open_path(path)
+    finally:
+        log.removeHandler(said)
+        log.propagate = propagate
+    return opened, said.lines[-1] if said.lines else None
 
 
-# The seam --open goes through (the desktop is a real boundary); tests replace xdg-open on PATH.
-OPENER: Callable[[Path], bool] = _default_opener
+# The seam --open goes through (the desktop is a real boundary); tests put a stand-in xdg-open on
+# PATH instead of replacing this. Returns (opened, why not).
+OPENER: Callable[[Path], tuple[bool, str | None]] = _default_opener
 
 
 def handle(args: argparse.Namespace) -> int:
@@ -155,7 +176,13 @@ def handle(args: argparse.Namespace) -> int:
     out = Path(args.out).absolute()
     write_page(html, out)
     print(f"Report written to {out} ({len(html.encode('utf-8')) // 1024} KiB)")
-    if args.open and not OPENER(out):
-        print(f"torchdoctor: the report could not be opened; open {out} in a browser", file=sys.stderr)
-        return EXIT_ATTENTION
+    if args.open:
+        opened, why = OPENER(out)
+        if not opened:
+            because = f" ({why})" if why else ""
+            print(
+                f"torchdoctor: the report could not be opened{because}; open {out} in a browser",
+                file=sys.stderr,
+            )
+            return EXIT_ATTENTION
     return EXIT_OK
