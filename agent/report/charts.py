@@ -72,6 +72,11 @@ def bench_chart(series: BenchSeries, *, title: str) -> str | None:
         major_label_font_size=12,
         legend_font_size=12,
         title_font_size=14,
+        # Quiet solid guides: the dashes mean "datasheet peak" on this chart, nothing else.
+        guide_stroke_color="#e3e6ea",
+        major_guide_stroke_color="#c9ced4",
+        guide_stroke_dasharray="0",
+        major_guide_stroke_dasharray="0",
     )
     chart = pygal.DateTimeLine(
         style=style,
@@ -91,10 +96,10 @@ def bench_chart(series: BenchSeries, *, title: str) -> str | None:
         truncate_legend=-1,
         y_title="TFLOP/s",
         include_x_axis=True,
-        show_minor_x_labels=False,
-        x_labels_major_count=6,
         print_values=False,
     )
+    # Our own date ticks, evenly over the span: pygal's automatic ones can land on top of each other.
+    chart.x_labels = date_ticks(series.points[0].at, series.points[-1].at)
     for label, points, dashed in lines:
         extra = {"stroke_style": {"width": 1.5, "dasharray": "6, 4"}, "show_dots": False} if dashed else {}
         chart.add(label, points, **extra)
@@ -108,6 +113,16 @@ def bench_chart(series: BenchSeries, *, title: str) -> str | None:
             dots_size=5,
         )
     return sanitise_svg(chart.render(is_unicode=True))
+
+
+def date_ticks(first: datetime, last: datetime, *, count: int = 6) -> list[datetime]:
+    """Up to `count` evenly spaced instants from `first` to `last`, fewer when they are days apart."""
+    span = last - first
+    days = span.days
+    if days < 1:
+        return [first]
+    steps = min(count - 1, days)
+    return [first + span * i / steps for i in range(steps + 1)]
 
 
 def sanitise_svg(svg: str) -> str:
