@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Final
 
 import pygal
+from pygal.etree import etree as pygal_etree
 from pygal.style import Style
 
 from torchdoctor.agent.report.model import BenchSeries
@@ -27,11 +28,15 @@ FIGURES: Final = {
     "matmul_fp16_tflops": "FP16",
     "matmul_bf16_tflops": "BF16",
 }
-# Okabe-Ito: told apart with colour-blindness too; each figure's peak line shares its colour and
-# is dashed, and failed runs are vermilion crosses, so no meaning rests on colour alone.
+# Okabe-Ito: told apart with colour-blindness too; the peaks are grey and dashed, failed runs
+# vermilion dots on the zero line, so no meaning rests on colour alone.
 _COLOURS: Final = ("#0072B2", "#009E73", "#CC79A7", "#E69F00")
 _FAILED_COLOUR: Final = "#D55E00"
+_PEAK_COLOUR: Final = "#6E7781"
 
+# pygal builds its tree with lxml when lxml is importable; ours is the standard library's, so that
+# the sanitiser and the serialiser see one API.
+pygal_etree.to_etree()
 ET.register_namespace("", SVG_NS)
 ET.register_namespace("xlink", XLINK_NS)
 
@@ -42,21 +47,22 @@ def _date(value: datetime) -> str:
 
 def bench_chart(series: BenchSeries, *, title: str) -> str | None:
     """TFLOP/s per dtype over time for one environment, failed runs marked, the GPU's datasheet
-    peak as a dashed line; None when no run has a TFLOP/s figure or a failure to show."""
-    lines: list[tuple[str, list[tuple[datetime, float]], bool]] = []  # (label, points, dashed)
+    peak of each dtype as a grey dashed line; None when there is no figure or failure to show."""
+    lines: list[tuple[str, list[tuple[datetime, float]]]] = []
     colours: list[str] = []
+    # Every peak in one dashed series, interrupted between figures: pygal's cost is per series
+    # (about 6 ms each), and a machine's page has a chart per environment.
+    peaks: list[tuple[datetime, float | None]] = []
+    span = (series.points[0].at, series.points[-1].at) if series.points else None
     for i, (key, label) in enumerate(FIGURES.items()):
         points = [(p.at, p.figures[key]) for p in series.points if p.passed and key in p.figures]
         if not points:
             continue
-        colour = _COLOURS[i % len(_COLOURS)]
-        lines.append((f"{label} TFLOP/s", points, False))
-        colours.append(colour)
+        lines.append((f"{label} TFLOP/s", points))
+        colours.append(_COLOURS[i % len(_COLOURS)])
         peak = next((p.peaks[key] for p in reversed(series.points) if key in p.peaks), None)
-        if peak is not None:
-            span = [series.points[0].at, series.points[-1].at]
-            lines.append((f"{label} peak", [(t, peak) for t in span], True))
-            colours.append(colour)
+        if peak is not None and span is not None:
+            peaks.extend([(span[0], peak), (span[1], peak), (span[1], None)])
     failed = [p for p in series.points if not p.passed]
     if not lines and not failed:
         return None
@@ -66,7 +72,7 @@ def bench_chart(series: BenchSeries, *, title: str) -> str | None:
         foreground="#222",
         foreground_strong="#111",
         foreground_subtle="#888",
-        colors=(*colours, _FAILED_COLOUR),
+        colors=(*colours, *((_PEAK_COLOUR,) if peaks else ()), _FAILED_COLOUR),
         font_family="system-ui, sans-serif",
         label_font_size=12,
         major_label_font_size=12,
@@ -88,7 +94,8 @@ def bench_chart(series: BenchSeries, *, title: str) -> str | None:
         disable_xml_declaration=True,
         legend_at_bottom=True,
         legend_at_bottom_columns=4,
-        show_dots=len(series.points) <= 60,
+        # Dots cost a node and a tooltip each; lines carry the trend, dots only a sparse history.
+        show_dots=len(series.points) <= 12,
         dots_size=3,
         x_value_formatter=_date,
         x_label_rotation=0,
@@ -100,9 +107,16 @@ def bench_chart(series: BenchSeries, *, title: str) -> str | None:
     )
     # Our own date ticks, evenly over the span: pygal's automatic ones can land on top of each other.
     chart.x_labels = date_ticks(series.points[0].at, series.points[-1].at)
-    for label, points, dashed in lines:
-        extra = {"stroke_style": {"width": 1.5, "dasharray": "6, 4"}, "show_dots": False} if dashed else {}
-        chart.add(label, points, **extra)
+    for label, points in lines:
+        chart.add(label, points)
+    if peaks:
+        chart.add(
+            "datasheet peak",
+            peaks,
+            stroke_style={"width": 1.5, "dasharray": "6, 4"},
+            show_dots=False,
+            allow_interruptions=True,
+        )
     if failed:
         # Where a failed run measured nothing, its cross sits on the zero line.
         chart.add(
@@ -112,7 +126,8 @@ def bench_chart(series: BenchSeries, *, title: str) -> str | None:
             show_dots=True,
             dots_size=5,
         )
-    return sanitise_svg(chart.render(is_unicode=True))
+    # The tree itself: one serialisation, after sanitising, instead of a string parsed back.
+    return _serialise(sanitise_tree(chart.render_tree()))
 
 
 def date_ticks(first: datetime, last: datetime, *, count: int = 6) -> list[datetime]:
@@ -126,9 +141,13 @@ def date_ticks(first: datetime, last: datetime, *, count: int = 6) -> list[datet
 
 
 def sanitise_svg(svg: str) -> str:
+    """`sanitise_tree` over SVG text."""
+    return _serialise(sanitise_tree(ET.fromstring(svg)))  # noqa: S314 - pygal's output, made in this process
+
+
+def sanitise_tree(root: ET.Element) -> ET.Element:
     """The SVG without anything that runs or fetches: <script>, <foreignObject>, on* attributes,
     and links that leave the document (only `#fragment` hrefs stay)."""
-    root = ET.fromstring(svg)  # noqa: S314 - pygal's output, produced in this process
     for parent in root.iter():
         for child in list(parent):
             tag = child.tag.rsplit("}", 1)[-1] if isinstance(child.tag, str) else ""
@@ -139,6 +158,10 @@ def sanitise_svg(svg: str) -> str:
             value = parent.attrib[name].strip()
             if local.startswith("on") or (local == "href" and not value.startswith("#")):
                 del parent.attrib[name]
+    return root
+
+
+def _serialise(root: ET.Element) -> str:
     return ET.tostring(root, encoding="unicode")
 
 

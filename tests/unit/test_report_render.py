@@ -148,7 +148,7 @@ def test_the_benchmark_chart_is_pygal_svg_without_pygals_scripts() -> None:
     assert "<script" not in svg
     assert "kozea.github.io" not in svg  # pygal's default tooltip script from its CDN
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in svg
-    for label in ("FP16 TFLOP/s", "FP16 peak", "failed run"):
+    for label in ("FP16 TFLOP/s", "datasheet peak", "failed run"):
         assert label in svg
 
 
