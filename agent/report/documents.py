@@ -81,7 +81,10 @@ def _hardware(value: object) -> HardwareView:
             GpuView(
                 name=_req_str(gpu, "name", f"hardware.gpus[{i}]"),
                 compute_capability=_opt_str(gpu, "compute_capability", f"hardware.gpus[{i}]"),
-                memory_mib=memory if isinstance(memory, int) and not isinstance(memory, bool) else None,
+                # Bounded: a made-up size (10**400) must not overflow the page's GiB arithmetic.
+                memory_mib=memory
+                if isinstance(memory, int) and not isinstance(memory, bool) and 0 < memory < 2**40
+                else None,
             )
         )
     return HardwareView(
@@ -172,4 +175,6 @@ def parse_document(text: str, *, name: str, source: str, modified: datetime | No
         ) from None
     except RecursionError:
         raise DocumentError("not valid JSON: nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer past Python's 4,300-digit conversion limit
+        raise DocumentError(f"not valid JSON ({str(exc)[:80]})") from None
     return document_from_json(data, name=name, source=source, modified=modified)
