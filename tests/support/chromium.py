@@ -136,6 +136,7 @@ def browser(tmp: Path) -> Iterator[Browser]:
         binary, "--headless", "--disable-gpu", "--remote-debugging-pipe", "--no-first-run",
         "--no-default-browser-check", "--disable-extensions", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--disable-default-apps", "--mute-audio",
+        "--disable-dev-shm-usage",  # containers give /dev/shm 64 MB; Chromium then crashes on big pages
         f"--user-data-dir={tmp / 'chromium-profile'}", "--hide-scrollbars",
     ]  # fmt: skip
     if os.geteuid() == 0:
