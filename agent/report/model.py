@@ -6,7 +6,7 @@ messages) and is untrusted: the templates autoescape it and charts are sanitised
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
@@ -148,4 +148,4 @@ class LocalHistory:
     drivers: tuple[DriverEvent, ...] = ()
     driver_now: str | None = None  # the tray's last-seen driver
     driver_checked_at: str | None = None  # when the tray last checked
-    notes: tuple[str, ...] = field(default=())
+    notes: tuple[str, ...] = ()

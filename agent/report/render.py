@@ -24,7 +24,6 @@ from markupsafe import Markup
 from torchdoctor.agent.report.charts import FIGURES, bench_chart
 from torchdoctor.agent.report.model import (
     STATUS_RANK,
-    STATUSES,
     BenchPoint,
     BenchSeries,
     EnvView,
@@ -260,5 +259,4 @@ def render_fleet(
         attention=attention(docs),
         findings=finding_counts(docs),
         rank=STATUS_RANK,
-        statuses=STATUSES,
     )
