@@ -17,17 +17,10 @@ import pygal
 from pygal.etree import etree as pygal_etree
 from pygal.style import Style
 
-from torchdoctor.agent.report.model import BenchSeries
+from torchdoctor.agent.report.model import FIGURES, BenchSeries
 
 SVG_NS: Final = "http://www.w3.org/2000/svg"
 XLINK_NS: Final = "http://www.w3.org/1999/xlink"
-# Figure name -> legend label; the order of the legend.
-FIGURES: Final = {
-    "matmul_fp32_tflops": "FP32",
-    "matmul_tf32_tflops": "TF32",
-    "matmul_fp16_tflops": "FP16",
-    "matmul_bf16_tflops": "BF16",
-}
 # Okabe-Ito: told apart with colour-blindness too; the peaks are grey and dashed, failed runs
 # vermilion dots on the zero line, so no meaning rests on colour alone.
 _COLOURS: Final = ("#0072B2", "#009E73", "#CC79A7", "#E69F00")

@@ -14,6 +14,13 @@ STATUSES: Final = ("ok", "warn", "broken", "no-torch")
 # Worst first: the order tables start in, so a page read without script still leads with trouble.
 STATUS_RANK: Final = {"broken": 0, "warn": 1, "ok": 2, "no-torch": 3}
 SEVERITIES: Final = ("error", "warn", "info")
+# The benchmark figures the chart draws (service/bench/run.py's names) -> their labels, in order.
+FIGURES: Final = {
+    "matmul_fp32_tflops": "FP32",
+    "matmul_tf32_tflops": "TF32",
+    "matmul_fp16_tflops": "FP16",
+    "matmul_bf16_tflops": "BF16",
+}
 
 
 @dataclass(frozen=True, slots=True)

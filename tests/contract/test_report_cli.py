@@ -205,3 +205,16 @@ def test_this_machines_report_checks_it_and_shows_its_histories(
     # The copyable command, exactly as diagnose wrote it (shell-quoted), escaped once for HTML.
     command = f"torchdoctor fix --env {shlex.quote(str(venv))}"
     assert f"<code>{escape(command)}</code>" in html
+
+
+def test_a_fleet_report_does_not_import_the_chart_library(tmp_path: Path) -> None:
+    """A fleet page has no chart; pygal costs a fifth of a second to import (benchmarks/report.py)."""
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "torchdoctor.agent", "report", "--from", str(_doc(tmp_path)),
+         "--out", "-"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if "|" in line}
+    assert "jinja2" in imported  # the measurement works...
+    assert "pygal" not in imported  # ...and the chart library stayed out
