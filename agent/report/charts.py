@@ -17,7 +17,7 @@ import pygal
 from pygal.etree import etree as pygal_etree
 from pygal.style import Style
 
-from torchdoctor.agent.report.model import FIGURES, BenchSeries
+from torchdoctor.agent.report.model import CPU_FIGURES, FIGURES, BenchSeries
 
 SVG_NS: Final = "http://www.w3.org/2000/svg"
 XLINK_NS: Final = "http://www.w3.org/1999/xlink"
@@ -40,18 +40,21 @@ def _date(value: datetime) -> str:
 
 def bench_chart(series: BenchSeries, *, title: str) -> str | None:
     """TFLOP/s per dtype over time for one environment, failed runs marked, the GPU's datasheet
-    peak of each dtype as a grey dashed line; None when there is no figure or failure to show."""
+    peak of each dtype as a grey dashed line; None when there is no figure or failure to show.
+    An environment benchmarked only on the CPU gets its GFLOP/s instead: one unit per chart."""
+    on_gpu = any(k in p.figures for p in series.points for k in FIGURES)
+    figures, unit = (FIGURES, "TFLOP/s") if on_gpu else (CPU_FIGURES, "GFLOP/s")
     lines: list[tuple[str, list[tuple[datetime, float]]]] = []
     colours: list[str] = []
     # Every peak in one dashed series, interrupted between figures: pygal's cost is per series
     # (about 6 ms each), and a machine's page has a chart per environment.
     peaks: list[tuple[datetime, float | None]] = []
     span = (series.points[0].at, series.points[-1].at) if series.points else None
-    for i, (key, label) in enumerate(FIGURES.items()):
+    for i, (key, label) in enumerate(figures.items()):
         points = [(p.at, p.figures[key]) for p in series.points if p.passed and key in p.figures]
         if not points:
             continue
-        lines.append((f"{label} TFLOP/s", points))
+        lines.append((f"{label} {unit}", points))
         colours.append(_COLOURS[i % len(_COLOURS)])
         peak = next((p.peaks[key] for p in reversed(series.points) if key in p.peaks), None)
         if peak is not None and span is not None:
@@ -94,7 +97,7 @@ def bench_chart(series: BenchSeries, *, title: str) -> str | None:
         x_label_rotation=0,
         truncate_label=-1,
         truncate_legend=-1,
-        y_title="TFLOP/s",
+        y_title=unit,
         include_x_axis=True,
         print_values=False,
     )
@@ -111,10 +114,10 @@ def bench_chart(series: BenchSeries, *, title: str) -> str | None:
             allow_interruptions=True,
         )
     if failed:
-        # Where a failed run measured nothing, its cross sits on the zero line.
+        # Where a failed run measured nothing (in this chart's unit), its dot sits on the zero line.
         chart.add(
             "failed run",
-            [(p.at, max(p.figures.values(), default=0.0)) for p in failed],
+            [(p.at, max((p.figures[k] for k in figures if k in p.figures), default=0.0)) for p in failed],
             stroke=False,
             show_dots=True,
             dots_size=5,

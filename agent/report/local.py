@@ -18,7 +18,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
-from torchdoctor.agent.report.model import BenchPoint, BenchSeries, DriverEvent, FixEvent, LocalHistory
+from torchdoctor.agent.report.model import (
+    CPU_FIGURES,
+    BenchPoint,
+    BenchSeries,
+    DriverEvent,
+    FixEvent,
+    LocalHistory,
+)
 from torchdoctor.service import paths
 from torchdoctor.service.bench import history
 from torchdoctor.service.monitor.state import SCHEMA_VERSION as STATE_SCHEMA
@@ -57,7 +64,7 @@ def bench_series(records: Iterable[history.BenchRecord]) -> tuple[BenchSeries, .
             device=result.device,
             device_name=result.device_name,
             torch_version=result.torch_version,
-            figures={k: v for k, v in result.figures.items() if k in PEAK_OF},
+            figures={k: v for k, v in result.figures.items() if k in PEAK_OF or k in CPU_FIGURES},
             peaks=peaks,
             reason=result.reason,
         )

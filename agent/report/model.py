@@ -21,6 +21,8 @@ FIGURES: Final = {
     "matmul_fp16_tflops": "FP16",
     "matmul_bf16_tflops": "BF16",
 }
+# A benchmark on the CPU (`bench --device cpu`, or a CPU build) measures GFLOP/s instead.
+CPU_FIGURES: Final = {"matmul_fp32_gflops": "CPU FP32"}
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ import jinja2
 from markupsafe import Markup
 
 from torchdoctor.agent.report.model import (
+    CPU_FIGURES,
     FIGURES,
     STATUS_RANK,
     BenchPoint,
@@ -38,6 +39,7 @@ _BACKTICKED: Final = re.compile(r"`([^`]+)`")
 _BY_HAND: Final = "or by hand: "
 _TABLE_FIGURES: Final = {
     **{k: f"{v} TFLOP/s" for k, v in FIGURES.items()},
+    **{k: f"{v} GFLOP/s" for k, v in CPU_FIGURES.items()},
     "device_memory_gbps": "Memory GB/s",
 }
 
@@ -161,7 +163,7 @@ def bench_views(series: Sequence[BenchSeries]) -> list[BenchView]:
         figures = measured.figures if measured is not None else {}
         peaks = measured.peaks if measured is not None else {}
         keys = [k for k in _TABLE_FIGURES if k in figures]
-        chart = bench_chart(s, title="TFLOP/s per run")
+        chart = bench_chart(s, title="Speed per run")
         views.append(
             BenchView(
                 env=s.env,

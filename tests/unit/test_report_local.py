@@ -118,7 +118,8 @@ def test_gather_reads_every_history_and_writes_nothing(
     env = Path("/home/ana/proj/.venv")
     for day in range(3):
         history.append(env, _result(day != 1, 600.0 + day if day != 1 else None), at=T0 + timedelta(days=day))
-    history.append(Path("/home/ana/other"), _result(True, 700.0), at=T0)
+    cpu_run = BenchResult("cpu", None, "2.13.0+cpu", True, (), {"matmul_fp32_gflops": 12.8, "h2d": 1.0}, 9.0)
+    history.append(Path("/home/ana/other"), cpu_run, at=T0)
     save_state(
         MonitorState(
             "2026-03-04T05:00:00Z",
@@ -147,6 +148,7 @@ def test_gather_reads_every_history_and_writes_nothing(
     local = gather()
 
     assert [s.env for s in local.bench] == ["/home/ana/other", str(env)]
+    assert local.bench[0].points[0].figures == {"matmul_fp32_gflops": 12.8}  # a CPU run keeps its figure
     series = local.bench[1]
     assert [p.passed for p in series.points] == [True, False, True]
     assert series.points[0].figures == {"matmul_fp16_tflops": 600.0, "matmul_fp32_tflops": 50.0}

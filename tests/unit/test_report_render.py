@@ -7,13 +7,21 @@ import base64
 import hashlib
 import json
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 
 from tests.support import report_docs as rd
 from torchdoctor.agent.report.charts import bench_chart, sanitise_svg
 from torchdoctor.agent.report.documents import document_from_json
-from torchdoctor.agent.report.model import DriverEvent, FixEvent, LocalHistory, MachineDoc, Unreadable
+from torchdoctor.agent.report.model import (
+    BenchPoint,
+    BenchSeries,
+    DriverEvent,
+    FixEvent,
+    LocalHistory,
+    MachineDoc,
+    Unreadable,
+)
 from torchdoctor.agent.report.render import (
     attention,
     commands_in,
@@ -158,6 +166,30 @@ def test_a_history_of_only_failures_still_charts_and_no_runs_chart_nothing() -> 
     assert svg is not None
     assert "failed run" in svg
     assert "FP16 TFLOP/s" not in svg
+
+
+def test_an_environment_benchmarked_on_the_cpu_charts_gflops() -> None:
+    """`bench --device cpu` (and a CPU build) measures matmul_fp32_gflops: its own unit, its own chart."""
+    start = datetime(2026, 5, 1, tzinfo=UTC)
+    points = tuple(
+        BenchPoint(start + timedelta(days=d), d != 2, "cpu", None, "2.13.0+cpu",
+                   {"matmul_fp32_gflops": 12.0 + d} if d != 2 else {}, {}, None if d != 2 else "slow")
+        for d in range(4)
+    )  # fmt: skip
+    svg = bench_chart(BenchSeries("/cpu-env", points), title="t")
+    assert svg is not None
+    assert "CPU FP32 GFLOP/s" in svg
+    assert "TFLOP/s" not in svg
+    assert "failed run" in svg
+    doc = document_from_json(
+        rd.document(0, environments=[rd.environment("/cpu-env", "ok")]), name="m", source=""
+    )
+    html = render_machine(
+        doc, LocalHistory(bench=(BenchSeries("/cpu-env", points),)), generated_at=NOW, version="t"
+    )
+    text = " ".join(Page(html).all_text.split())
+    assert "CPU FP32 GFLOP/s" in text
+    assert "15" in text  # the newest run's figure, in the table
 
 
 def test_empty_history_and_no_environment_say_so_in_words() -> None:
