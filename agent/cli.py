@@ -32,6 +32,7 @@ COMMANDS: Final = {
     "autostart": "start the tray at login: enable, disable or show its status",
     "cache": "empty torchdoctor's download caches (wheels and index pages)",
     "knowledge": "show the facts this copy decides with, and whether the index knows more",
+    "report": "write one self-contained HTML page: this machine and its history, or a fleet (--from)",
 }
 
 Handler = Callable[[argparse.Namespace], int]
