@@ -186,6 +186,7 @@ class FindingCode(StrEnum):
     CUDA_BUILD_WITHOUT_GPU = "cuda-build-without-gpu"
     DRIVER_MINOR_COMPAT = "driver-minor-compat"
     NEWER_VARIANT_AVAILABLE = "newer-variant-available"
+    FIX_INTERRUPTED = "fix-interrupted"
 
 
 SEVERITY: Final[dict[FindingCode, Severity]] = {
@@ -198,6 +199,7 @@ SEVERITY: Final[dict[FindingCode, Severity]] = {
     FindingCode.CUDA_BUILD_WITHOUT_GPU: Severity.WARN,
     FindingCode.DRIVER_MINOR_COMPAT: Severity.WARN,
     FindingCode.NEWER_VARIANT_AVAILABLE: Severity.INFO,
+    FindingCode.FIX_INTERRUPTED: Severity.ERROR,
 }
 
 

@@ -14,7 +14,8 @@ from torchdoctor.service.facts.knowledge import Knowledge
 from torchdoctor.service.facts.variants import DEFAULT_INDEX_BASE
 from torchdoctor.service.models import CheckReport, EnvReport, Finding, Hardware, PythonEnv, TorchBuild
 from torchdoctor.service.probe.hardware import hardware_to_json
-from torchdoctor.service.rules.diagnose import diagnose
+from torchdoctor.service.rules.diagnose import diagnose, interrupted_finding
+from torchdoctor.service.rules.interrupted import find_interrupted
 
 SCHEMA_VERSION = 1
 
@@ -28,6 +29,10 @@ def check_environment(
     """
     reading = read_build(env, knowledge)
     findings = diagnose(env, reading, hardware, knowledge, index_base=index_base)
+    # Read-only: a pending snapshot left by a killed fix is looked at, never restored here.
+    interrupted = interrupted_finding(env, find_interrupted(env.root))
+    if interrupted is not None:
+        findings = (interrupted, *findings)
     return EnvReport(env=env, torch=reading.build if reading else None, findings=findings)
 
 

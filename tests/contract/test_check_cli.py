@@ -34,6 +34,7 @@ CODES = {
     "cuda-build-without-gpu",
     "driver-minor-compat",
     "newer-variant-available",
+    "fix-interrupted",
 }
 
 RTX_4090_572 = {
