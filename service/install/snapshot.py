@@ -36,7 +36,7 @@ with a message, so a damaged leftover never blocks every later fix.
 """
 
 # The os functions take the `\\\\?\\` strings `io_path` returns on Windows, as they are.
-# ruff: noqa: PTH103, PTH104, PTH105, PTH106, PTH108, PTH112, PTH113, PTH115, PTH123, PTH211
+# ruff: noqa: PTH103, PTH104, PTH105, PTH106, PTH108, PTH112, PTH113, PTH114, PTH115, PTH123, PTH211
 
 from __future__ import annotations
 
@@ -414,14 +414,16 @@ def _save_files(items: Sequence[Path], root: Path, store: Path, copy_only: set[s
     return saved
 
 
-def _folders_to_keep(found: Survey, root: Path) -> dict[str, Path]:
-    """The survey's folders and every folder above a saved file, up to the root: a restore
-    recreates them with their owner and mode."""
+def _folders_to_keep(found: Survey, root: Path, targets: Sequence[Path]) -> dict[str, Path]:
+    """The survey's folders, every folder above a saved file, and every existing folder above a
+    file the incoming wheels will write, up to the root: a restore recreates them with their owner
+    and mode, and removes only empty folders that are not among them."""
     folders = dict(found.dirs)
-    for path in found.files.values():
+    for path in [*found.files.values(), *targets]:
         parent = path.parent
         while inside(parent, [root]) and key(parent) not in folders:
-            folders[key(parent)] = parent
+            if os.path.isdir(io_path(parent)) and not os.path.islink(io_path(parent)):
+                folders[key(parent)] = parent
             parent = parent.parent
     return folders
 
@@ -458,7 +460,7 @@ def take_snapshot(
     # Such a file that no RECORD lists is not uninstalled first, so an installer may overwrite it
     # in place, and a hard link would then see the new bytes: those few are copied instead.
     copy_only = {key(p) for p in new.targets} - found.recorded
-    folders = _folders_to_keep(found, root)
+    folders = _folders_to_keep(found, root, new.targets)
     snap_id = _new_id()
     folder = _make_folder(root, snap_id)
     try:
@@ -679,9 +681,16 @@ def _clear_current(
         elif not _removable(path, snapshot, now, predicted):
             continue  # named by a new RECORD, but older than the snapshot: not the fix's
         _remove(path, root, failures)
-    # Folders that did not exist before, deepest first, and only once they are empty.
+    # Folders that did not exist before (the fix made them for files it wrote), deepest first,
+    # and only once they are empty.
     saved_dirs = {key(from_rel(root, d)) for d in snapshot.dirs}
-    for k, folder in sorted(now.dirs.items(), key=lambda kv: -len(kv[1].parts)):
+    made = dict(now.dirs)
+    for path in candidates.values():
+        parent = path.parent
+        while inside(parent, [root]) and key(parent) not in saved_dirs and key(parent) not in made:
+            made[key(parent)] = parent
+            parent = parent.parent
+    for k, folder in sorted(made.items(), key=lambda kv: -len(kv[1].parts)):
         if k not in saved_dirs:
             with contextlib.suppress(OSError):
                 os.rmdir(io_path(folder))
