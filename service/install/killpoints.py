@@ -25,8 +25,8 @@ POINTS: Final = (
     "stale-removed",  # stale records removed; not verified yet
     "verified",  # verification and check passed; benchmark (if any) and discard ahead
     "discard-start",  # about to discard the snapshot of a successful fix
-    "discard-renamed",  # the snapshot folder renamed away; strays and the copy still there
-    "discard-strays-removed",  # strays removed; the renamed copy still on disk
+    "discard-strays-removed",  # pip's old stashes removed; the snapshot still pending
+    "discard-renamed",  # the commit: the snapshot folder renamed away, its files still on disk
     "restore-start",  # a failed fix is about to put the old files back
     "restore-cleared",  # what the failed install wrote is gone; old files not back yet
     "restore-half-placed",  # half the old files back

@@ -798,13 +798,20 @@ def _prune_empty(base: Path) -> None:
 def discard_snapshot(snapshot: Snapshot, *, remove_strays: bool = True) -> None:
     """Delete the saved copy (after a successful fix, or after a restore), atomically.
 
-    The folder is first renamed to `<id>.discarded`, which no run treats as a snapshot: a kill
-    before the rename leaves a complete pending snapshot (the next run restores from it; after a
-    successful fix that means the state before it), a kill after it leaves only trash that the
-    next run deletes. With `remove_strays`, the `~orch`-style folders pip had left before the fix
-    go too: the fix replaced the projects cleanly, and those folders only make pip warn.
+    With `remove_strays`, the `~orch`-style folders pip had left before the fix go first: the fix
+    replaced the projects cleanly, and those folders only make pip warn. (First, because the
+    snapshot still holds them: a kill here is restored to the state before the fix.) Then the
+    folder is renamed to `<id>.discarded`, which no run treats as a snapshot: that rename is the
+    commit. A kill before it leaves a complete pending snapshot (the next run restores from it;
+    after a successful fix that means the state before it), a kill after it leaves only trash
+    that the next run deletes.
     """
     killpoints.reached("discard-start")
+    if remove_strays:
+        for rel in snapshot.strays:
+            with contextlib.suppress(OSError):
+                fileops.remove_tree(from_rel(snapshot.env_root, rel))
+    killpoints.reached("discard-strays-removed")
     trash = snapshot.folder.with_name(snapshot.folder.name + DISCARDED_SUFFIX)
     try:
         fileops.retry_locked(lambda: os.rename(io_path(snapshot.folder), io_path(trash)))
@@ -815,11 +822,6 @@ def discard_snapshot(snapshot: Snapshot, *, remove_strays: bool = True) -> None:
         _write_manifest(dataclasses.replace(snapshot, state=SnapshotState.RESTORED))
         trash = snapshot.folder
     killpoints.reached("discard-renamed")
-    if remove_strays:
-        for rel in snapshot.strays:
-            with contextlib.suppress(OSError):
-                fileops.remove_tree(from_rel(snapshot.env_root, rel))
-    killpoints.reached("discard-strays-removed")
     shutil.rmtree(io_path(trash), ignore_errors=True)
     _prune_empty(snapshot.folder.parent)
 
