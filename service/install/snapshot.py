@@ -628,12 +628,14 @@ def _area_names(snapshot: Snapshot) -> set[str]:
 
 
 def _appeared_after(path: Path, snapshot: Snapshot) -> bool:
-    """Created (or rewritten) after the snapshot began. Windows' st_ctime is the creation time."""
+    """Created (or changed) after the snapshot began: the creation time where the OS keeps one
+    (Windows, macOS), else the inode change time, which creating, replacing or rewriting sets."""
     try:
         st = os.lstat(io_path(path))
     except OSError:
         return False
-    return st.st_ctime >= snapshot.started
+    born = getattr(st, "st_birthtime", None)
+    return (born if isinstance(born, float) and born > 0 else st.st_ctime) >= snapshot.started
 
 
 def _removable(path: Path, snapshot: Snapshot, now: Survey, predicted: set[str]) -> bool:

@@ -9,12 +9,16 @@ delete a file elsewhere on the machine. An entry that cannot be read is reported
 never silently left out: a snapshot that misses a file cannot restore it.
 """
 
+# The os functions take the `\\\\?\\` strings `io_path` returns on Windows, as they are.
+# ruff: noqa: PTH208
+
 from __future__ import annotations
 
 import csv
 import io
 import os
 import re
+import stat
 import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -152,8 +156,9 @@ class Survey:
 
     def add_tree(self, top: Path) -> None:
         """Every file and folder under `top` (links are entries, never followed)."""
-        if top.is_symlink() or not top.is_dir():
-            if top.is_symlink() or top.is_file():
+        kind = _kind(top)
+        if kind != "dir":
+            if kind is not None:
                 self.add_file(top)
             return
         self.dirs.setdefault(key(top), norm(top))
@@ -165,12 +170,23 @@ class Survey:
             base = Path(short_path(folder))
             for name in subdirs:
                 sub = base / name
-                if sub.is_symlink():
+                if _kind(sub) == "link":
                     self.add_file(sub)
                 else:
                     self.dirs.setdefault(key(sub), norm(sub))
             for name in names:
                 self.add_file(base / name)
+
+
+def _kind(path: Path) -> str | None:
+    """ "dir", "link", "file" (anything else that is not a folder) or None, links not followed."""
+    try:
+        mode = os.lstat(io_path(path)).st_mode
+    except OSError:
+        return None
+    if stat.S_ISLNK(mode):
+        return "link"
+    return "dir" if stat.S_ISDIR(mode) else "file"
 
 
 def survey(
@@ -188,7 +204,7 @@ def survey(
     found = Survey()
     for sp in site_packages:
         try:
-            entries = sorted(sp.iterdir())
+            entries = sorted(sp / name for name in os.listdir(io_path(sp)))
         except FileNotFoundError:
             continue
         except OSError as exc:
@@ -198,7 +214,7 @@ def survey(
         claimed_by_others: set[str] = set()
         for entry in entries:
             match = DIST_INFO_RE.match(entry.name)
-            if not match or not entry.is_dir() or entry.name.startswith("~"):
+            if not match or _kind(entry) != "dir" or entry.name.startswith("~"):
                 continue  # a `~orch-...dist-info` stash claims nothing: it is pip's debris
             if canonicalize_name(match.group("name")) in wanted:
                 ours.append(entry)
@@ -213,7 +229,7 @@ def survey(
                 path = norm(sp / rel)
                 if not really_inside(path, allowed):
                     continue
-                if path.is_file() or path.is_symlink():
+                if _kind(path) in ("file", "link"):
                     found.add_file(path)
                     found.recorded.add(key(path))
                 top = top_name(rel)
@@ -225,7 +241,7 @@ def survey(
             area = sp / top
             found.areas.setdefault(key(area), norm(area))
             found.owned.append(norm(area))
-            if area.exists() or area.is_symlink():
+            if _kind(area) is not None:
                 found.add_tree(area)
         strays = stray_pattern({*tops, *(p.replace("-", "_") for p in wanted)})
         for entry in entries:
