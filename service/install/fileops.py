@@ -12,7 +12,7 @@ Three Windows facts shape them (each handled here so that `snapshot.py` reads as
     cannot be removed is moved into `<env>/.torchdoctor/trash/`, which the next run empties.
 """
 
-# The os functions take the `\\\\?\\` strings `io_path` returns on Windows, as they are.
+# The os functions take the long-path strings `io_path` returns on Windows, as they are.
 # ruff: noqa: PTH101, PTH103, PTH104, PTH106, PTH108
 
 from __future__ import annotations

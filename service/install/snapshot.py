@@ -35,44 +35,51 @@ is gone is what `recover` restores; one whose saved copy is damaged is set aside
 with a message, so a damaged leftover never blocks every later fix.
 """
 
-# The os functions take the `\\\\?\\` strings `io_path` returns on Windows, as they are.
-# ruff: noqa: PTH103, PTH104, PTH105, PTH106, PTH108, PTH112, PTH113, PTH114, PTH115, PTH123, PTH211
+
+# The os functions take the long-path strings `io_path` returns on Windows, as they are.
+# ruff: noqa: PTH103, PTH104, PTH108, PTH112, PTH113, PTH114, PTH115, PTH123
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
-import json
 import os
-import re
 import secrets
 import shutil
 import stat
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Final
 
 import psutil
 from packaging.utils import canonicalize_name
 
-from torchdoctor.service.errors import EXIT_NOT_RESTORED, BadInputError, TorchdoctorError
 from torchdoctor.service.install import fileops, killpoints
 from torchdoctor.service.install.fileops import Owner, io_path
-from torchdoctor.service.install.hashing import CHUNK, sha256_file
+from torchdoctor.service.install.hashing import CHUNK
+from torchdoctor.service.install.manifest import (
+    STORE,
+    DamagedSnapshotError,
+    NotWritableError,
+    RestoreFailedError,
+    SavedFile,
+    Snapshot,
+    SnapshotError,
+    SnapshotState,
+    load_snapshot,
+    write_manifest,
+)
+from torchdoctor.service.install.restore import discard_snapshot, prune_empty, restore_snapshot
 from torchdoctor.service.install.survey import (
     Incoming,
     Survey,
-    from_rel,
     incoming,
     inside,
     key,
     norm,
-    really_inside,
     scripts_dir,
     survey,
     to_rel,
@@ -91,85 +98,33 @@ from torchdoctor.service.rules.interrupted import (
     snapshot_folders,
 )
 
+# The names callers use, wherever they now live.
+__all__ = [
+    "TORCH_FAMILY",
+    "DamagedSnapshotError",
+    "NotWritableError",
+    "Recovery",
+    "RestoreFailedError",
+    "SavedFile",
+    "SetAside",
+    "Snapshot",
+    "SnapshotError",
+    "SnapshotState",
+    "check_writable",
+    "discard_snapshot",
+    "load_snapshot",
+    "pending_snapshots",
+    "recover",
+    "recover_interrupted",
+    "restore_snapshot",
+    "take_snapshot",
+]
+
 TORCH_FAMILY: Final = ("torch", "torchvision", "torchaudio")
-SCHEMA_VERSION: Final = 1
-STORE: Final = "files"
 # A file's change time is taken by the kernel's coarse clock; one second of margin makes "changed
 # after the snapshot began" never miss a file written at its very start.
 _CTIME_MARGIN_S: Final = 1.0
 _MAX_LISTED: Final = 5
-# Never the projects' to delete, whatever a RECORD says: the interpreter and the venv's marker.
-_PROTECTED_RE: Final = re.compile(r"^(pyvenv\.cfg|pythonw?(\d+(\.\d+)?t?)?(_d)?(\.exe)?)$", re.IGNORECASE)
-
-
-class SnapshotError(TorchdoctorError):
-    """The snapshot could not be taken; nothing in the environment was changed."""
-
-    code = "snapshot-failed"
-
-
-class NotWritableError(BadInputError):
-    """The environment's folders cannot be written (read-only, immutable): exit 2, nothing changed."""
-
-    code = "env-not-writable"
-
-
-class RestoreFailedError(TorchdoctorError):
-    """The previous torch could not be put back: the environment is left changed (exit 3)."""
-
-    code = "restore-failed"
-    exit_code = EXIT_NOT_RESTORED
-
-
-class DamagedSnapshotError(RestoreFailedError):
-    """The saved copy itself is incomplete; nothing in the environment was touched."""
-
-    code = "snapshot-damaged"
-
-
-class SnapshotState(StrEnum):
-    PENDING = "pending"  # a fix is (or was, if its process is gone) changing the environment
-    RESTORED = "restored"  # put back; only still on disk when the caller kept it
-
-
-@dataclass(frozen=True, slots=True)
-class SavedFile:
-    path: str  # relative to the env root, "/"-separated; absolute when outside the root
-    stored: str  # name under files/
-    size: int
-    mtime_ns: int
-    sha256: str | None = None  # for copies; a hard link is the same inode, so the same bytes
-    link_target: str | None = None  # a symbolic link: saved as its target text, not its contents
-    owner: Owner | None = None  # None only in manifests written before owners were kept
-
-
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    id: str
-    folder: Path
-    env_root: Path
-    site_packages: tuple[str, ...]  # root-relative like SavedFile.path
-    projects: tuple[str, ...]
-    versions: dict[str, str]  # "torch" -> "2.7.1+cu128", as found in the dist-info names
-    files: tuple[SavedFile, ...]
-    dirs: tuple[str, ...]  # every folder inside the saved areas (empty ones included), and parents
-    areas: tuple[str, ...]  # top-level folders the projects own (saved and incoming ones)
-    strays: tuple[str, ...]  # pip's `~orch` leftovers present when the snapshot was taken
-    incoming_files: tuple[str, ...]  # every file the incoming wheels would write
-    created: float
-    pid: int
-    pid_started: float | None
-    state: SnapshotState = SnapshotState.PENDING
-    linked: int = 0  # how many files were hard-linked (the rest were copied)
-    seconds: float = 0.0  # how long taking it took
-    bytes_total: int = field(default=0)
-    dir_owners: dict[str, Owner] = field(default_factory=dict)
-    started: float = 0.0  # wall clock when taking it began, less a margin (see _CTIME_MARGIN_S)
-    scripts: str = "bin"  # the scripts folder, root-relative
-
-    @property
-    def manifest_path(self) -> Path:
-        return self.folder / MANIFEST
 
 
 # ---------------------------------------------------------------------------------------------
@@ -184,141 +139,6 @@ def _copy_hashing(src: Path, dst: Path) -> str:
             fout.write(chunk)
     shutil.copystat(io_path(src), io_path(dst))
     return digest.hexdigest()
-
-
-def _place(src: Path, dst: Path) -> bool:
-    """Hard-link `src` to `dst`, else copy it; True when linked."""
-    try:
-        os.link(io_path(src), io_path(dst), follow_symlinks=False)
-    except OSError:
-        shutil.copy2(io_path(src), io_path(dst), follow_symlinks=False)
-        return False
-    return True
-
-
-# ---------------------------------------------------------------------------------------------
-# Manifest
-
-
-def _owner_list(owner: Owner | None) -> list[int] | None:
-    return None if owner is None else [owner.mode, owner.uid, owner.gid]
-
-
-def _owner_from(value: object) -> Owner | None:
-    if not isinstance(value, list) or len(value) != 3:
-        return None
-    mode, uid, gid = (int(v) for v in value)
-    return Owner(mode, uid, gid)
-
-
-def _write_manifest(snapshot: Snapshot) -> None:
-    data = {
-        "schema_version": SCHEMA_VERSION,
-        "id": snapshot.id,
-        "state": str(snapshot.state),
-        "env_root": str(snapshot.env_root),
-        "site_packages": list(snapshot.site_packages),
-        "scripts": snapshot.scripts,
-        "projects": list(snapshot.projects),
-        "versions": snapshot.versions,
-        "created": snapshot.created,
-        "started": snapshot.started,
-        "pid": snapshot.pid,
-        "pid_started": snapshot.pid_started,
-        "linked": snapshot.linked,
-        "seconds": snapshot.seconds,
-        "bytes_total": snapshot.bytes_total,
-        "dirs": list(snapshot.dirs),
-        "dir_owners": {d: _owner_list(o) for d, o in snapshot.dir_owners.items()},
-        "areas": list(snapshot.areas),
-        "strays": list(snapshot.strays),
-        "incoming_files": list(snapshot.incoming_files),
-        "files": [{k: v for k, v in _file_dict(f).items() if v is not None} for f in snapshot.files],
-    }
-    tmp = snapshot.folder / (MANIFEST + ".tmp")
-    with open(io_path(tmp), "w", encoding="utf-8") as out:
-        json.dump(data, out, indent=1)
-        out.flush()
-        os.fsync(out.fileno())  # the manifest is what a later run trusts after a crash
-    os.replace(io_path(tmp), io_path(snapshot.manifest_path))
-
-
-def _file_dict(f: SavedFile) -> dict[str, object]:
-    return {
-        "path": f.path,
-        "stored": f.stored,
-        "size": f.size,
-        "mtime_ns": f.mtime_ns,
-        "sha256": f.sha256,
-        "link_target": f.link_target,
-        "owner": _owner_list(f.owner),
-    }
-
-
-def load_snapshot(folder: Path) -> Snapshot:
-    """Read a snapshot's manifest; SnapshotError when it is missing or not ours."""
-    try:
-        data = json.loads(Path(io_path(folder / MANIFEST)).read_text(encoding="utf-8"))
-        if data.get("schema_version") != SCHEMA_VERSION:
-            raise SnapshotError(f"{folder} has an unknown manifest version")
-        files = tuple(
-            SavedFile(
-                path=str(f["path"]),
-                stored=str(f["stored"]),
-                size=int(f["size"]),
-                mtime_ns=int(f["mtime_ns"]),
-                sha256=f.get("sha256"),
-                link_target=f.get("link_target"),
-                owner=_owner_from(f.get("owner")),
-            )
-            for f in data["files"]
-        )
-        dir_owners = {str(d): o for d, v in dict(data.get("dir_owners", {})).items() if (o := _owner_from(v))}
-        snapshot = Snapshot(
-            id=str(data["id"]),
-            folder=folder,
-            env_root=Path(data["env_root"]),
-            site_packages=tuple(data["site_packages"]),
-            projects=tuple(data["projects"]),
-            versions=dict(data["versions"]),
-            files=files,
-            dirs=tuple(data["dirs"]),
-            areas=tuple(data["areas"]),
-            strays=tuple(data["strays"]),
-            incoming_files=tuple(data.get("incoming_files", ())),
-            created=float(data["created"]),
-            pid=int(data["pid"]),
-            pid_started=data.get("pid_started"),
-            state=SnapshotState(data["state"]),
-            linked=int(data.get("linked", 0)),
-            seconds=float(data.get("seconds", 0.0)),
-            bytes_total=int(data.get("bytes_total", 0)),
-            dir_owners=dir_owners,
-            started=float(data.get("started", 0.0)),
-            scripts=str(data.get("scripts", "bin")),
-        )
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise SnapshotError(f"cannot read the snapshot in {folder}: {exc}") from None
-    _check_manifest_paths(snapshot)
-    return snapshot
-
-
-def _check_manifest_paths(snapshot: Snapshot) -> None:
-    """A restore writes where the manifest says: only inside the environment, only our names."""
-    root = norm(snapshot.env_root)
-    allowed = [root, *(from_rel(root, sp) for sp in snapshot.site_packages)]
-    for rel in (
-        *(f.path for f in snapshot.files),
-        *snapshot.dirs,
-        *snapshot.strays,
-        *snapshot.incoming_files,
-    ):
-        if not inside(norm(from_rel(root, rel)), allowed):
-            raise SnapshotError(
-                f"the snapshot in {snapshot.folder} names a path outside the environment: {rel}"
-            )
-    if any(not re.fullmatch(r"\d{6,}", f.stored) for f in snapshot.files):
-        raise SnapshotError(f"the snapshot in {snapshot.folder} names a file outside its folder")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -489,11 +309,11 @@ def take_snapshot(
             started=started_wall,
             scripts=to_rel(root, scripts),
         )
-        _write_manifest(snapshot)
+        write_manifest(snapshot)
     except BaseException as exc:
         # Nothing in the environment changed; only our half-made copy has to go.
         shutil.rmtree(io_path(folder), ignore_errors=True)
-        _prune_empty(folder.parent)
+        prune_empty(folder.parent)
         if isinstance(exc, OSError):
             raise SnapshotError(
                 f"could not keep a copy of the current torch files: {exc.strerror or exc}",
@@ -518,314 +338,6 @@ def _check_space(store: Path, needed: int) -> None:
             f"({needed / 2**30:.1f} GiB needed, {free / 2**30:.1f} GiB free)",
             hint="nothing was changed; free some disk space and try again",
         )
-
-
-# ---------------------------------------------------------------------------------------------
-# Restoring
-
-
-def _verify_store(snapshot: Snapshot) -> None:
-    """Refuse before touching the environment if the saved copy is not intact."""
-    bad: list[str] = []
-    for saved in snapshot.files:
-        if saved.link_target is not None:
-            continue
-        path = snapshot.folder / STORE / saved.stored
-        try:
-            st = os.lstat(io_path(path))
-        except OSError:
-            bad.append(saved.path)
-            continue
-        if st.st_size != saved.size:
-            bad.append(saved.path)
-        elif saved.sha256 is None and st.st_mtime_ns != saved.mtime_ns:
-            bad.append(saved.path)  # a link: the same inode, so a new time means new bytes
-        elif saved.sha256 is not None and sha256_file(Path(io_path(path))) != saved.sha256:
-            bad.append(saved.path)
-    if bad:
-        raise DamagedSnapshotError(
-            f"the saved copy of the previous torch is damaged ({len(bad)} files, e.g. {bad[0]})",
-            hint=f"reinstall torch by hand; the saved files are in {snapshot.folder}",
-        )
-
-
-def _unchanged(path: Path, saved: SavedFile, stored: Path) -> bool:
-    """Is the file in the environment still the one we saved?
-
-    A link: the same inode, size and time. A copy (links were impossible): the same size and
-    sha256, so a read-only environment whose files nobody could change needs no write at all.
-    """
-    try:
-        here = os.lstat(io_path(path))
-    except OSError:
-        return False
-    if saved.link_target is not None:
-        return stat.S_ISLNK(here.st_mode) and os.readlink(io_path(path)) == saved.link_target
-    if stat.S_ISLNK(here.st_mode) or here.st_size != saved.size:
-        return False
-    if saved.sha256 is not None:
-        try:
-            return sha256_file(Path(io_path(path))) == saved.sha256
-        except OSError:
-            return False
-    try:
-        kept = os.lstat(io_path(stored))
-    except OSError:
-        return False
-    same_inode = (here.st_ino, here.st_dev) == (kept.st_ino, kept.st_dev) and here.st_ino != 0
-    return same_inode and here.st_mtime_ns == saved.mtime_ns
-
-
-def restore_snapshot(snapshot: Snapshot, *, discard: bool = True) -> None:
-    """Put the saved files back exactly, with their owners and modes; RestoreFailedError (exit 3)
-    if that fails, DamagedSnapshotError (before touching anything) if the saved copy is not whole.
-
-    Removes what the failed fix wrote (see the module docstring for which files count), then links
-    or copies the saved files back, recreating folders, and checks the result. Files still
-    identical to the saved ones are left in place, so restoring right after a failure that changed
-    little is quick. Needs no network. Safe to repeat: a restore that is itself interrupted can be
-    run again.
-    """
-    killpoints.reached("restore-start")
-    root = snapshot.env_root
-    _verify_store(snapshot)
-    site_packages = [from_rel(root, sp) for sp in snapshot.site_packages]
-    now = survey(site_packages, snapshot.projects, root=root, extra_tops=_area_names(snapshot))
-    if now.unreadable:
-        raise RestoreFailedError(
-            f"cannot read {len(now.unreadable)} entries: " + "; ".join(now.unreadable[:_MAX_LISTED]),
-            hint=f"check their permissions and run `torchdoctor fix` again; the saved files are in "
-            f"{snapshot.folder}",
-        )
-    wanted: dict[str, tuple[Path, SavedFile]] = {}
-    for saved in snapshot.files:
-        path = norm(from_rel(root, saved.path))
-        wanted[key(path)] = (path, saved)
-    failures: list[str] = []
-    kept = _clear_current(snapshot, now, wanted, failures)
-    killpoints.reached("restore-cleared")
-    _put_back(snapshot, wanted, kept, failures)
-    killpoints.reached("restore-placed")
-    _restore_owners(snapshot, wanted, failures)
-    if not failures:
-        failures = _check_restored(snapshot, site_packages, wanted)
-    if failures:
-        shown = "; ".join(failures[:_MAX_LISTED])
-        raise RestoreFailedError(
-            f"could not put back the previous torch ({len(failures)} problems: {shown})",
-            hint=f"close programs using the environment and run `torchdoctor fix` again; "
-            f"the saved files are in {snapshot.folder}",
-        )
-    killpoints.reached("restore-checked")
-    if discard:
-        discard_snapshot(snapshot, remove_strays=False)
-    else:
-        _write_manifest(dataclasses.replace(snapshot, state=SnapshotState.RESTORED))
-
-
-def _area_names(snapshot: Snapshot) -> set[str]:
-    return {PurePosixPath(a).name for a in snapshot.areas}
-
-
-def _appeared_after(path: Path, snapshot: Snapshot) -> bool:
-    """Created (or changed) after the snapshot began: the creation time where the OS keeps one
-    (Windows, macOS), else the inode change time, which creating, replacing or rewriting sets."""
-    try:
-        st = os.lstat(io_path(path))
-    except OSError:
-        return False
-    born = getattr(st, "st_birthtime", None)
-    return (born if isinstance(born, float) and born > 0 else st.st_ctime) >= snapshot.started
-
-
-def _removable(path: Path, snapshot: Snapshot, now: Survey, predicted: set[str]) -> bool:
-    """May a restore delete `path`, which the snapshot does not hold? Only where it is sure the
-    failed fix wrote it: under the projects' own folders, where an incoming wheel was predicted to
-    write, or inside the environment and newer than the snapshot. Never the interpreter or
-    pyvenv.cfg, never through a link out of the environment."""
-    root = snapshot.env_root
-    if not really_inside(path, [root]):
-        return False
-    if _PROTECTED_RE.match(path.name) and (
-        path.parent == root or key(path.parent) == key(from_rel(root, snapshot.scripts))
-    ):
-        return False
-    if inside(path, now.owned) or key(path) in predicted:
-        return True
-    return _appeared_after(path, snapshot)
-
-
-def _clear_current(
-    snapshot: Snapshot, now: Survey, wanted: Mapping[str, tuple[Path, SavedFile]], failures: list[str]
-) -> set[str]:
-    """Remove what is there now and was not saved; return the keys of saved files still in place."""
-    root = snapshot.env_root
-    saved_strays = {key(from_rel(root, s)) for s in snapshot.strays}
-    # Strays that appeared during the fix go as a whole (they may hold unreadable halves).
-    for k, stray in now.strays.items():
-        if k not in saved_strays:
-            _remove(stray, root, failures)
-    predicted: set[str] = set()
-    candidates = dict(now.files)
-    for rel in snapshot.incoming_files:
-        path = norm(from_rel(root, rel))
-        predicted.add(key(path))
-        candidates.setdefault(key(path), path)
-    kept: set[str] = set()
-    for k, path in candidates.items():
-        if not os.path.lexists(io_path(path)):
-            continue  # never written, or it went with a stray above
-        entry = wanted.get(k)
-        if entry is not None:
-            if _unchanged(path, entry[1], snapshot.folder / STORE / entry[1].stored):
-                kept.add(k)
-                continue
-        elif not _removable(path, snapshot, now, predicted):
-            continue  # named by a new RECORD, but older than the snapshot: not the fix's
-        _remove(path, root, failures)
-    # Folders that did not exist before (the fix made them for files it wrote), deepest first,
-    # and only once they are empty.
-    saved_dirs = {key(from_rel(root, d)) for d in snapshot.dirs}
-    made = dict(now.dirs)
-    for path in candidates.values():
-        parent = path.parent
-        while inside(parent, [root]) and key(parent) not in saved_dirs and key(parent) not in made:
-            made[key(parent)] = parent
-            parent = parent.parent
-    for k, folder in sorted(made.items(), key=lambda kv: -len(kv[1].parts)):
-        if k not in saved_dirs:
-            with contextlib.suppress(OSError):
-                os.rmdir(io_path(folder))
-    return kept
-
-
-def _remove(path: Path, root: Path, failures: list[str]) -> None:
-    """Delete, waiting out transient locks; a file still locked (a loaded DLL) goes to the trash."""
-    try:
-        fileops.remove_or_trash(path, root)
-    except FileNotFoundError:
-        pass
-    except OSError as exc:
-        failures.append(f"{path}: {exc.strerror or exc}")
-
-
-def _put_back(
-    snapshot: Snapshot, wanted: Mapping[str, tuple[Path, SavedFile]], kept: set[str], failures: list[str]
-) -> None:
-    root = snapshot.env_root
-    for rel in snapshot.dirs:
-        try:
-            os.makedirs(io_path(from_rel(root, rel)), exist_ok=True)
-        except OSError as exc:
-            failures.append(f"{rel}: {exc.strerror or exc}")
-    todo = [(k, entry) for k, entry in wanted.items() if k not in kept]
-    half = len(todo) // 2
-    for index, (_k, (path, saved)) in enumerate(todo):
-        if index == half:
-            killpoints.reached("restore-half-placed")
-        try:
-            os.makedirs(io_path(path.parent), exist_ok=True)
-            if os.path.lexists(io_path(path)):
-                fileops.remove_or_trash(path, root)
-            if saved.link_target is not None:
-                os.symlink(saved.link_target, io_path(path))
-            else:
-                _place(snapshot.folder / STORE / saved.stored, path)
-        except OSError as exc:
-            failures.append(f"{path}: {exc.strerror or exc}")
-
-
-def _restore_owners(
-    snapshot: Snapshot, wanted: Mapping[str, tuple[Path, SavedFile]], failures: list[str]
-) -> None:
-    """Modes and owners as saved: a copy made by root belongs to root until this gives it back."""
-    for path, saved in wanted.values():
-        if saved.owner is not None:
-            try:
-                fileops.restore_owner(path, saved.owner, is_link=saved.link_target is not None)
-            except OSError as exc:
-                failures.append(f"{path}: {exc.strerror or exc}")
-    # Folders last and deepest first: a folder made read-only must not block its own files.
-    for rel in sorted(snapshot.dir_owners, key=lambda r: -r.count("/")):
-        try:
-            fileops.restore_owner(from_rel(snapshot.env_root, rel), snapshot.dir_owners[rel], is_link=False)
-        except OSError as exc:
-            failures.append(f"{rel}: {exc.strerror or exc}")
-
-
-def _check_restored(
-    snapshot: Snapshot, site_packages: Sequence[Path], wanted: Mapping[str, tuple[Path, SavedFile]]
-) -> list[str]:
-    """Survey again: the same set of files, each with the saved size, mode and owner."""
-    after = survey(site_packages, snapshot.projects, root=snapshot.env_root, extra_tops=_area_names(snapshot))
-    problems = [f"cannot read {u}" for u in after.unreadable]
-    problems += [f"{after.files[k]} should not be there" for k in after.files.keys() - wanted.keys()]
-    for path, saved in wanted.values():
-        try:
-            st = os.lstat(io_path(path))
-        except OSError:
-            problems.append(f"{path} is missing")
-            continue
-        if saved.link_target is None and st.st_size != saved.size:
-            problems.append(f"{path} has the wrong size")
-        elif saved.owner is not None and (
-            why := fileops.owner_differs(st, saved.owner, is_link=saved.link_target is not None)
-        ):
-            problems.append(f"{path} {why}")
-    for rel, owner in snapshot.dir_owners.items():
-        path = from_rel(snapshot.env_root, rel)
-        try:
-            st = os.lstat(io_path(path))
-        except OSError:
-            problems.append(f"{path} is missing")
-            continue
-        if why := fileops.owner_differs(st, owner, is_link=False):
-            problems.append(f"{path} {why}")
-    return problems
-
-
-# ---------------------------------------------------------------------------------------------
-# Discarding, recovering
-
-
-def _prune_empty(base: Path) -> None:
-    """Remove a snapshot base (`rollback/` or `rollback/<digest>`) and `.torchdoctor/` once they
-    are empty (never anything else)."""
-    for candidate in (base, base.parent):
-        if candidate.name in ("rollback", ".torchdoctor") or candidate.parent.name == "rollback":
-            with contextlib.suppress(OSError):
-                os.rmdir(io_path(candidate))
-
-
-def discard_snapshot(snapshot: Snapshot, *, remove_strays: bool = True) -> None:
-    """Delete the saved copy (after a successful fix, or after a restore), atomically.
-
-    With `remove_strays`, the `~orch`-style folders pip had left before the fix go first: the fix
-    replaced the projects cleanly, and those folders only make pip warn. (First, because the
-    snapshot still holds them: a kill here is restored to the state before the fix.) Then the
-    folder is renamed to `<id>.discarded`, which no run treats as a snapshot: that rename is the
-    commit. A kill before it leaves a complete pending snapshot (the next run restores from it;
-    after a successful fix that means the state before it), a kill after it leaves only trash
-    that the next run deletes.
-    """
-    killpoints.reached("discard-start")
-    if remove_strays:
-        for rel in snapshot.strays:
-            with contextlib.suppress(OSError):
-                fileops.remove_tree(from_rel(snapshot.env_root, rel))
-    killpoints.reached("discard-strays-removed")
-    trash = snapshot.folder.with_name(snapshot.folder.name + DISCARDED_SUFFIX)
-    try:
-        fileops.retry_locked(lambda: os.rename(io_path(snapshot.folder), io_path(trash)))
-    except FileNotFoundError:
-        return
-    except OSError:
-        # A handle inside it (Windows) keeps the name: still never leave it pending.
-        _write_manifest(dataclasses.replace(snapshot, state=SnapshotState.RESTORED))
-        trash = snapshot.folder
-    killpoints.reached("discard-renamed")
-    shutil.rmtree(io_path(trash), ignore_errors=True)
-    _prune_empty(snapshot.folder.parent)
 
 
 def pending_snapshots(env: PythonEnv) -> list[Snapshot]:
@@ -905,7 +417,7 @@ def recover(env: PythonEnv) -> Recovery:
             except SnapshotError as exc:
                 set_aside.append(_set_aside(folder, str(exc)))
     for base in snapshot_bases(root):
-        _prune_empty(base)
+        prune_empty(base)
     pending = pending_snapshots(env)
     if not pending:
         return Recovery(None, tuple(set_aside))

@@ -9,7 +9,7 @@ delete a file elsewhere on the machine. An entry that cannot be read is reported
 never silently left out: a snapshot that misses a file cannot restore it.
 """
 
-# The os functions take the `\\\\?\\` strings `io_path` returns on Windows, as they are.
+# The os functions take the long-path strings `io_path` returns on Windows, as they are.
 # ruff: noqa: PTH208
 
 from __future__ import annotations
