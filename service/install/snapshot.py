@@ -74,9 +74,7 @@ from torchdoctor.service.install.manifest import (
 )
 from torchdoctor.service.install.restore import discard_snapshot, prune_empty, restore_snapshot
 from torchdoctor.service.install.survey import (
-    Incoming,
     Survey,
-    incoming,
     inside,
     key,
     norm,
@@ -85,6 +83,7 @@ from torchdoctor.service.install.survey import (
     to_rel,
 )
 from torchdoctor.service.install.survey import distinct as distinct_folders
+from torchdoctor.service.install.survey import incoming as where_wheels_write
 from torchdoctor.service.models import PythonEnv
 from torchdoctor.service.rules.interrupted import (
     DAMAGED_SUFFIX,
@@ -128,7 +127,7 @@ _MAX_LISTED: Final = 5
 
 
 # ---------------------------------------------------------------------------------------------
-# Saving and putting back one file
+# Taking a snapshot
 
 
 def _copy_hashing(src: Path, dst: Path) -> str:
@@ -139,10 +138,6 @@ def _copy_hashing(src: Path, dst: Path) -> str:
             fout.write(chunk)
     shutil.copystat(io_path(src), io_path(dst))
     return digest.hexdigest()
-
-
-# ---------------------------------------------------------------------------------------------
-# Taking a snapshot
 
 
 def _process_started(pid: int) -> float | None:
@@ -264,7 +259,7 @@ def take_snapshot(
     site_packages = distinct_folders(env.site_packages)
     scripts = scripts_dir(root, env.platform)
     check_writable([*site_packages, scripts])
-    new = _incoming_of(env, root, site_packages, incoming)
+    new = where_wheels_write(root, site_packages, env.platform, env.python_version, incoming)
     found = survey(site_packages, projects, root=root, extra_tops=new.tops)
     # What the new wheels will write is part of the state before, wherever it lies (a script of
     # the same name from another package, a data file, a module file at the top of site-packages).
@@ -322,12 +317,6 @@ def take_snapshot(
         raise
     killpoints.reached("snapshot-manifest-written")
     return snapshot
-
-
-def _incoming_of(
-    env: PythonEnv, root: Path, site_packages: Sequence[Path], wheels: Sequence[Path]
-) -> Incoming:
-    return incoming(root, site_packages, env.platform, env.python_version, wheels)
 
 
 def _check_space(store: Path, needed: int) -> None:
