@@ -99,7 +99,10 @@ def check_json(env: PythonEnv, tmp_path: Path) -> dict[str, object]:
 
 def pending_folders(env: PythonEnv, td_dirs: dict[str, Path]) -> list[Path]:
     bases = [env.root / ".torchdoctor" / "rollback", td_dirs["state"] / "rollback"]
-    return [p for base in bases if base.is_dir() for p in base.rglob("manifest.json")]
+    # A snapshot's folder is its id; `<id>.damaged` is one set aside for a person, not pending.
+    return [
+        p for base in bases if base.is_dir() for p in base.rglob("manifest.json") if "." not in p.parent.name
+    ]
 
 
 # --- item 1: what the installer upgrades comes back ----------------------------------------
@@ -477,3 +480,27 @@ def test_check_reports_an_interrupted_fix_without_touching_it(tmp_path: Path, wi
     assert ("torch 2.7.1+cu128" if with_torch else "without torch") in first["message"] + first["fix"]
     assert differences(before, full_digest(env.root)) == []
     assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")) == snapshot_before
+
+
+def test_a_fix_after_a_damaged_leftover_says_so_once_and_repairs(
+    tmp_path: Path, td_dirs: dict[str, Path]
+) -> None:
+    root = tmp_path / "index"
+    publish(
+        root, [StandIn("torch", "2.7.1+cu128", cuda="12.8"), StandIn("torchvision", "0.22.1+cu128")], "cu128"
+    )
+    env = make_venv(tmp_path / "venv")
+    install_standins(env, OLD)
+    folder = dead_snapshot(env)
+    victim = next(f for f in load_snapshot(folder).files if f.path.endswith("torch/version.py"))
+    (folder / "files" / victim.stored).unlink()
+    with IndexServer(root) as server:
+        first = fix(tmp_path, env, server.url)
+        assert first.returncode == 0, first.stdout + first.stderr
+        assert "saved copy cannot be used" in first.stderr and "set aside in" in first.stderr
+        assert "Installed torch 2.7.1+cu128" in first.stdout
+        second = fix(tmp_path, env, server.url)
+    assert second.returncode == 0, second.stderr
+    assert "set aside" not in second.stderr  # told once, never again, never exit 3
+    assert pending_folders(env, td_dirs) == []
+    assert (folder.parent / (folder.name + ".damaged")).is_dir()
