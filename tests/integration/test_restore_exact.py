@@ -14,19 +14,25 @@ import shutil
 import subprocess
 import sys
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.support import hw
 from tests.support.envs import install_standins, make_venv
 from tests.support.fulldigest import differences, full_digest
 from tests.support.index_server import IndexServer, publish
 from tests.support.standin import StandIn, build_wheel
+from torchdoctor.service.facts.knowledge import load_knowledge
 from torchdoctor.service.install import fileops
-from torchdoctor.service.install.installers import PipBackend, UvBackend
+from torchdoctor.service.install.fix import FixOptions, apply_plan, fix_session
+from torchdoctor.service.install.index import IndexClient
+from torchdoctor.service.install.installers import Backend, PipBackend, UvBackend
+from torchdoctor.service.install.plan import inspect_target, make_plan
 from torchdoctor.service.install.snapshot import (
+    RestoreFailedError,
     SnapshotError,
     load_snapshot,
     recover,
@@ -504,3 +510,64 @@ def test_a_fix_after_a_damaged_leftover_says_so_once_and_repairs(
     assert "set aside" not in second.stderr  # told once, never again, never exit 3
     assert pending_folders(env, td_dirs) == []
     assert (folder.parent / (folder.name + ".damaged")).is_dir()
+
+
+class UvWithoutDryRun(Backend):
+    """A real installer (uv underneath) that torchdoctor cannot ask for a dry run, as an installer
+    too old for `--dry-run` would be: only the metadata says what to save."""
+
+    name = "uv-without-dry-run"
+
+    def __init__(self) -> None:
+        self.inner = uv()
+
+    def preflight(self, env: PythonEnv) -> None:
+        self.inner.preflight(env)
+
+    def commands(self, env: PythonEnv, wheels: Sequence[Path], *, index_url: str | None) -> list[list[str]]:
+        return self.inner.commands(env, wheels, index_url=index_url)
+
+
+class Steps:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def step(self, text: str) -> None:
+        self.lines.append(text)
+
+    def detail(self, text: str) -> None:
+        self.lines.append(text)
+
+    def download(self, file: object, done: int, total: int | None) -> None:
+        pass
+
+
+def test_a_change_nobody_could_save_is_exit_3_naming_it_never_restored_exactly(tmp_path: Path) -> None:
+    """Without a dry run, tdhelper's upgrade (through tdnew, not installed) cannot be foreseen.
+    The restore then puts back everything else and says, with exit 3, what it could not."""
+    root = tmp_path / "index"
+    publish(
+        root,
+        [
+            StandIn("tdhelper", "1.0"),
+            StandIn("tdhelper", "2.0"),
+            StandIn("tdnew", "1.0", requires=["tdhelper>=2"]),
+        ],
+        "cu128",
+    )
+    broken = StandIn("torch", "2.7.1+cu128", cuda="12.8", requires=["tdnew"], import_error="boom")
+    publish(root, [broken, StandIn("torchvision", "0.22.1+cu128")], "cu128")
+    env = make_venv(tmp_path / "venv")
+    install_standins(env, [*OLD, StandIn("tdhelper", "1.0")])
+    knowledge = load_knowledge(Path("/nonexistent"))
+    hardware = hw.hardware("572.16", "12.8", hw.RTX_4090)
+    steps = Steps()
+    with IndexServer(root) as server:
+        plan = make_plan(inspect_target(env, knowledge), hardware, knowledge, IndexClient(server.url),
+                         index_base=server.url)  # fmt: skip
+        with fix_session(env, steps), pytest.raises(RestoreFailedError) as info:
+            apply_plan(env, plan, hardware, knowledge=knowledge, backend=UvWithoutDryRun(), reporter=steps,
+                       log=io.StringIO(), options=FixOptions(run_bench=False))  # fmt: skip
+    assert info.value.exit_code == 3
+    assert "tdhelper 1.0 (now 2.0)" in str(info.value) and "restored exactly" not in str(info.value)
+    assert (sp(env) / "torch-2.7.1+cpu.dist-info").is_dir() and not (sp(env) / "tdnew").exists()
