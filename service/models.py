@@ -192,6 +192,7 @@ class FindingCode(StrEnum):
     DRIVER_MINOR_COMPAT = "driver-minor-compat"
     NEWER_VARIANT_AVAILABLE = "newer-variant-available"
     TORCH_IN_USER_SITE = "torch-in-user-site"
+    FIX_INTERRUPTED = "fix-interrupted"
 
 
 SEVERITY: Final[dict[FindingCode, Severity]] = {
@@ -205,6 +206,7 @@ SEVERITY: Final[dict[FindingCode, Severity]] = {
     FindingCode.DRIVER_MINOR_COMPAT: Severity.WARN,
     FindingCode.NEWER_VARIANT_AVAILABLE: Severity.INFO,
     FindingCode.TORCH_IN_USER_SITE: Severity.WARN,
+    FindingCode.FIX_INTERRUPTED: Severity.ERROR,
 }
 
 

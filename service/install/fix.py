@@ -48,17 +48,19 @@ from torchdoctor.service.envs.builds import (
 from torchdoctor.service.errors import BadInputError, TorchdoctorError
 from torchdoctor.service.facts.knowledge import Knowledge
 from torchdoctor.service.facts.variants import variant_cuda
+from torchdoctor.service.install import killpoints
 from torchdoctor.service.install.download import download
 from torchdoctor.service.install.envguard import ensure_not_in_use, env_lock
 from torchdoctor.service.install.index import IndexFile
 from torchdoctor.service.install.installers import Backend
 from torchdoctor.service.install.policy import Plan
+from torchdoctor.service.install.resolve import installer_changes
 from torchdoctor.service.install.snapshot import (
     TORCH_FAMILY,
     RestoreFailedError,
     Snapshot,
     discard_snapshot,
-    recover_interrupted,
+    recover,
     restore_snapshot,
     take_snapshot,
 )
@@ -136,7 +138,10 @@ def fix_session(env: PythonEnv, reporter: Reporter) -> Iterator[Snapshot | None]
     Yields the recovered snapshot (None if there was none). Plan and call `apply_plan` inside.
     """
     with env_lock(env):
-        recovered = recover_interrupted(env)
+        recovery = recover(env)
+        for leftover in recovery.set_aside:
+            reporter.step(leftover.message()[:1].upper() + leftover.message()[1:])
+        recovered = recovery.restored
         if recovered is not None:
             reporter.step(f"An earlier fix was interrupted; restored {_describe_before(recovered)} first")
         yield recovered
@@ -276,16 +281,21 @@ def _uninterruptible() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def projects_to_save(env: PythonEnv, wheels: Sequence[Path]) -> tuple[str, ...]:
+def projects_to_save(
+    env: PythonEnv, wheels: Sequence[Path], resolved: Collection[str] = ()
+) -> tuple[str, ...]:
     """The torch family, and every project the installer may add, upgrade or downgrade for it.
 
     The installer's dependency step changes more than the torch family (a pinned triton, nvidia-*
-    libraries, numpy for torchvision); restoring "exactly" means restoring those too. Named here:
-    what the incoming wheels require, and, transitively, what the installed projects require.
-    A project named but not installed yet is saved as "absent", so a restore removes it.
+    libraries, numpy for torchvision); restoring "exactly" means restoring those too. `resolved`
+    is what the installer's own dry run says it would change (resolve.installer_changes): the only
+    source that sees a new dependency upgrading an installed one. Added to it: what the incoming
+    wheels require and, transitively, what the named installed projects require (in case the dry
+    run could not run). A project named but not installed yet is saved as "absent", so a restore
+    removes it.
     """
     installed = installed_distributions(env.site_packages)
-    names = set(TORCH_FAMILY)
+    names = set(TORCH_FAMILY) | set(resolved)
     for wheel in wheels:
         names |= requirement_names(wheel_requirements(wheel))
     queue = list(names)
@@ -298,16 +308,35 @@ def projects_to_save(env: PythonEnv, wheels: Sequence[Path]) -> tuple[str, ...]:
     return tuple(sorted(names))
 
 
-def _restore(snapshot: Snapshot, before: set[str], env: PythonEnv, reporter: Reporter, log: TextIO) -> None:
+def _restore(
+    snapshot: Snapshot, before: dict[str, str], env: PythonEnv, reporter: Reporter, log: TextIO
+) -> None:
     """Put the snapshot back, and remove projects that appeared during the fix and were not named
-    up front (dependencies of new dependencies)."""
+    up front (dependencies of new dependencies).
+
+    A project that was installed before, is not in the snapshot, and changed version is one the
+    dry run and the metadata both missed: its old files are gone, so the restore cannot be exact,
+    and saying "restored exactly" would be a lie. That is RestoreFailedError (exit 3), naming it.
+    """
     reporter.step("Restoring the previous torch files")
-    appeared = set(installed_distributions(env.site_packages)) - before - set(snapshot.projects)
+    now = {name: info.version for name, info in installed_distributions(env.site_packages).items()}
+    appeared = set(now) - set(before) - set(snapshot.projects)
     if appeared:
         snapshot = dataclasses.replace(snapshot, projects=(*snapshot.projects, *sorted(appeared)))
     with _uninterruptible():
         restore_snapshot(snapshot)  # RestoreFailedError (exit 3) propagates
     log.write(f"restored snapshot {snapshot.id} ({len(snapshot.files)} files; removed {sorted(appeared)})\n")
+    unsaved = sorted(
+        f"{name} {version} (now {now.get(name, 'removed')})"
+        for name, version in before.items()
+        if now.get(name) != version and name not in snapshot.projects
+    )
+    if unsaved:
+        raise RestoreFailedError(
+            "the installer also changed " + ", ".join(unsaved) + ", which was not saved; the rest was "
+            "restored",
+            hint="reinstall those versions by hand (pip install NAME==VERSION)",
+        )
 
 
 def _describe_before(snapshot: Snapshot) -> str:
@@ -389,12 +418,17 @@ def apply_plan(
         log.write(f"downloaded {file.url} (sha256 {file.sha256 or 'not published'})\n")
 
     backend.preflight(env)
+    reporter.step("Working out what the installer will change")
+    resolution = installer_changes(backend, env, wheels, index_url=plan.index_url)
+    log.write(f"dry run: {sorted(resolution.names)} {resolution.note or ''}\n")
     reporter.step("Saving the current torch files so they can be restored")
-    before = set(installed_distributions(env.site_packages))
-    snapshot = take_snapshot(env, projects=projects_to_save(env, wheels), incoming=wheels)
+    before = {name: info.version for name, info in installed_distributions(env.site_packages).items()}
+    killpoints.reached("before-snapshot")
+    snapshot = take_snapshot(env, projects=projects_to_save(env, wheels, resolution.names), incoming=wheels)
     log.write(f"snapshot {snapshot.id}: {len(snapshot.files)} files, {snapshot.linked} linked\n")
     try:
         reporter.step(f"Installing with {backend.name}")
+        killpoints.reached("install-started")
         backend.install(
             env,
             wheels,
@@ -403,12 +437,15 @@ def apply_plan(
             timeout=options.install_timeout,
             progress=reporter.detail,
         )
+        killpoints.reached("installed")
         for stale in remove_stale_records(env, plan):
             reporter.detail(f"Removed the stale record {stale.name}")
             log.write(f"removed stale record {stale}\n")
+        killpoints.reached("stale-removed")
         verification = _verify_and_check(
             env, plan, hardware, knowledge=knowledge, options=options, reporter=reporter, log=log
         )
+        killpoints.reached("verified")
         bench: BenchResult | None = None
         if options.run_bench:
             reporter.step("Running the sanity benchmark")

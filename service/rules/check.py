@@ -27,7 +27,8 @@ from torchdoctor.service.models import (
     TorchBuild,
 )
 from torchdoctor.service.probe.hardware import hardware_to_json
-from torchdoctor.service.rules.diagnose import diagnose
+from torchdoctor.service.rules.diagnose import diagnose, interrupted_finding
+from torchdoctor.service.rules.interrupted import find_interrupted
 from torchdoctor.service.rules.usersite import user_site_finding
 
 SCHEMA_VERSION = 1
@@ -53,6 +54,10 @@ def check_environment(
     user = _user_site_torch(env, home, environ)
     if user is not None:
         findings = _by_severity((*findings, user_site_finding(env, build, user)))
+    # Read-only: a pending snapshot left by a killed fix is looked at, never restored here.
+    interrupted = interrupted_finding(env, find_interrupted(env.root))
+    if interrupted is not None:
+        findings = (interrupted, *findings)
     return EnvReport(env=env, torch=build, findings=findings)
 
 

@@ -8,6 +8,7 @@ ignore the tray icon.
 from __future__ import annotations
 
 import shlex
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -37,6 +38,7 @@ from torchdoctor.service.rules.fit import (
     driver_verdict,
     gpu_coverage,
 )
+from torchdoctor.service.rules.interrupted import Interrupted
 
 
 @dataclass(frozen=True, slots=True)
@@ -563,3 +565,35 @@ def diagnose(
         findings.append(f)
     order = {"error": 0, "warn": 1, "info": 2}
     return tuple(sorted(findings, key=lambda f: order[f.severity.value]))
+
+
+def interrupted_finding(env: PythonEnv, interrupted: Sequence[Interrupted]) -> Finding | None:
+    """`fix-interrupted`: a fix was killed half-way here and its snapshot is still pending.
+
+    Whatever else the files say, the environment is neither as it was nor as planned, so it is
+    never "ok". The next `fix --env` restores the snapshot before anything else (it is the one
+    way to restore today), so that is the command given.
+    """
+    if not interrupted:
+        return None
+    oldest = interrupted[0]
+    command = f"torchdoctor fix --env {quote(str(env.root), env.platform)}"
+    when = (
+        time.strftime(" on %Y-%m-%d at %H:%M UTC", time.gmtime(oldest.created))
+        if oldest.created is not None
+        else ""
+    )
+    if not oldest.readable:
+        return Finding(
+            FindingCode.FIX_INTERRUPTED,
+            "a torchdoctor fix was interrupted here and its saved copy cannot be read; the "
+            "environment may be half-installed",
+            f"run `{command}`: it sets the unreadable copy aside and plans from what is installed",
+        )
+    before = f"torch {oldest.torch_before}" if oldest.torch_before else "the environment without torch"
+    return Finding(
+        FindingCode.FIX_INTERRUPTED,
+        f"a torchdoctor fix was interrupted here{when} and left the environment half-changed; "
+        f"{before} was saved before it started",
+        f"run `{command}`: it first restores {before} exactly, then offers the repair again",
+    )

@@ -45,6 +45,7 @@ CODES = {
     "driver-minor-compat",
     "newer-variant-available",
     "torch-in-user-site",
+    "fix-interrupted",
 }
 
 RTX_4090_572 = {
