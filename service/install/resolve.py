@@ -85,7 +85,10 @@ def installer_changes(
     if argv is None or not wheels:
         return Resolution(frozenset(), note="no dry run for this installer")
     try:
-        done = proc.run(argv, timeout=timeout, env=installer_environ())
+        # The index reaches the installer only through its environment (never argv: it may hold
+        # credentials), so the dry run needs the same variable the install gets.
+        environ = installer_environ() | backend.index_environ(index_url)
+        done = proc.run(argv, timeout=timeout, env=environ)
     except (OSError, TorchdoctorError) as exc:
         return Resolution(frozenset(), note=f"dry run could not run: {exc}")
     if not done.ok:
