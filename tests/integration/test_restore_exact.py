@@ -517,6 +517,7 @@ class UvWithoutDryRun(Backend):
     too old for `--dry-run` would be: only the metadata says what to save."""
 
     name = "uv-without-dry-run"
+    index_variable = "UV_DEFAULT_INDEX"  # uv underneath reads its index from there
 
     def __init__(self) -> None:
         self.inner = uv()
