@@ -6,13 +6,17 @@ environment must not hang the agent).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
+
+import psutil
 
 from torchdoctor.service.errors import SubprocessTimeoutError
 
@@ -35,6 +39,9 @@ def no_window_flags() -> int:
         return subprocess.CREATE_NO_WINDOW
     return 0
 
+
+TREE_WAIT_S: Final = 10.0  # how long a killed program's tree may take to vanish
+CHILD_OF_VAR: Final = "TORCHDOCTOR_CHILD_OF"
 
 # A script given inline (`python -c SCRIPT`) is code, not something to read in a message.
 _SCRIPT_FLAGS: Final = frozenset({"-c"})
@@ -59,6 +66,54 @@ def shown_command(argv: Sequence[str | Path]) -> str:
     return " ".join(shown)
 
 
+def wait_gone(processes: Sequence[psutil.Process], *, timeout: float) -> list[psutil.Process]:
+    """Wait up to `timeout` s until none of `processes` runs; return those still running.
+
+    A zombie counts as gone: it will never run again, and in a container whose first process does
+    not reap, it would otherwise be waited for until the timeout.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        left = []
+        for process in processes:
+            with contextlib.suppress(psutil.Error):
+                if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+                    left.append(process)
+        if not left or time.monotonic() >= deadline:
+            return left
+        time.sleep(0.05)
+
+
+def end_tree(popen: subprocess.Popen[str], *, wait: float = TREE_WAIT_S) -> None:
+    """Kill `popen` and everything it started, and wait (bounded) until they are gone.
+
+    A Windows venv's python.exe is a redirector that starts the base python as its child; killing
+    the redirector alone would leave the real interpreter running, holding torch's DLLs while a
+    restore replaces them. The descendants are listed before anything is killed, while the
+    parent links still lead to them (a grandchild that started its own session included).
+    """
+    try:
+        tree = psutil.Process(popen.pid).children(recursive=True)
+    except psutil.Error:
+        tree = []
+    with contextlib.suppress(OSError):
+        popen.kill()
+    for process in tree:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        popen.wait(timeout=wait)
+    wait_gone(tree, timeout=wait)
+
+
+def child_environ(env: Mapping[str, str] | None) -> dict[str, str]:
+    """`env` (else ours) marked with our pid, so a later run can tell our orphans from a person's
+    programs: a child still running after its torchdoctor was SIGKILLed is ours to end."""
+    marked = dict(env if env is not None else os.environ)
+    marked[CHILD_OF_VAR] = str(os.getpid())
+    return marked
+
+
 def run(
     argv: Sequence[str | Path],
     *,
@@ -70,27 +125,39 @@ def run(
     """Run `argv` and capture its output as text.
 
     Raises FileNotFoundError/PermissionError when the program cannot be started and
-    SubprocessTimeoutError when it outlives `timeout` (the process is killed).
+    SubprocessTimeoutError when it outlives `timeout`. On a timeout, and on any exception here
+    (Ctrl-C), the program and every process it started are killed and waited for before this
+    returns (`end_tree`): a benchmark or verification child must be gone before a restore starts.
+    The child's environment carries `TORCHDOCTOR_CHILD_OF=<our pid>` (`child_environ`).
     """
     args = [os.fspath(a) for a in argv]
+    popen = subprocess.Popen(
+        args,
+        stdin=subprocess.PIPE if input_text is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+        env=child_environ(env),
+        cwd=cwd,
+        creationflags=no_window_flags(),
+    )
     try:
-        proc = subprocess.run(
-            args,
-            capture_output=True,
-            text=True,
-            encoding="utf-8",
-            errors="replace",
-            timeout=timeout,
-            env=dict(env) if env is not None else None,
-            cwd=cwd,
-            input=input_text,
-            stdin=None if input_text is not None else subprocess.DEVNULL,
-            check=False,
-            creationflags=no_window_flags(),
-        )
+        stdout, stderr = popen.communicate(input=input_text, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
+        _end_and_drain(popen)
         raise SubprocessTimeoutError(
             f"{Path(args[0]).name} did not finish within {timeout:g} s",
             hint="the program may be hung; try again, or check it by hand: " + shown_command(args),
         ) from exc
-    return Completed(tuple(args), proc.returncode, proc.stdout or "", proc.stderr or "")
+    except BaseException:
+        _end_and_drain(popen)
+        raise
+    return Completed(tuple(args), popen.returncode, stdout or "", stderr or "")
+
+
+def _end_and_drain(popen: subprocess.Popen[str]) -> None:
+    end_tree(popen)
+    with contextlib.suppress(subprocess.TimeoutExpired, OSError, ValueError):
+        popen.communicate(timeout=TREE_WAIT_S)  # close the pipes
