@@ -71,11 +71,15 @@ class ProcessInfo:
 class EnvironmentInUseError(TorchdoctorError):
     code = "environment-in-use"
 
-    def __init__(self, env_root: Path, processes: Iterable[ProcessInfo], *, verb: str = "is running") -> None:
+    def __init__(
+        self, env_root: Path, processes: Iterable[ProcessInfo], *, message: str | None = None
+    ) -> None:
         self.processes = tuple(processes)
         names = [p.describe() for p in self.processes]
-        if len(names) == 1:
-            message = f"{names[0]} {verb} from this environment; close it first"
+        if message is not None:
+            pass
+        elif len(names) == 1:
+            message = f"{names[0]} is running from this environment; close it first"
         else:
             listed = "; ".join(names)
             message = f"{len(names)} programs are running from this environment: {listed}; close them first"
@@ -399,4 +403,10 @@ def settle_orphans(
         still = [o for o in orphans if o.pid in left] or [
             ProcessInfo(pid, "installer", "a child of an interrupted fix's installer") for pid in sorted(left)
         ]
-        raise EnvironmentInUseError(env.root, still, verb="could not be stopped and is still writing")
+        listed = "; ".join(p.describe() for p in still)
+        raise EnvironmentInUseError(
+            env.root,
+            still,
+            message=f"what an interrupted fix left running could not be stopped: {listed}; end it, "
+            "then try again",
+        )

@@ -218,11 +218,11 @@ def _started(pid: int) -> float | None:
         return None
 
 
-def _live_owner(path: Path) -> Owner | None:
+def _live_owner(fd: int) -> Owner | None:
     """The holder the lock file names, if that process is still the one that wrote it."""
     try:
-        with open(path, "rb") as f:  # noqa: PTH123 - bounded read of a small file
-            owner = parse_owner(f.read(4096))
+        os.lseek(fd, 0, os.SEEK_SET)
+        owner = parse_owner(os.read(fd, 4096))
     except OSError:
         return None
     if owner is None:
@@ -233,17 +233,20 @@ def _live_owner(path: Path) -> Owner | None:
     return owner
 
 
-def _acquire(path: Path, root: Path) -> _Held:
+def _acquire(path: Path, root: Path, *, give_to: tuple[int, int] | None = None) -> _Held:
     fd, writable = _open(path)
     if not _try_lock(fd):
+        owner = _live_owner(fd)
         os.close(fd)
-        owner = _live_owner(path)
         who = f" (pid {owner.pid})" if owner is not None else ""
         raise EnvironmentLockedError(
             f"another torchdoctor fix{who} is already changing {root}; wait for it to finish",
             hint="if no fix is running, the lock is freed by the system; try again in a moment",
             holder_pid=owner.pid if owner is not None else None,
         )
+    if writable and give_to is not None and os.fstat(fd).st_uid == 0:
+        with contextlib.suppress(OSError):
+            os.fchown(fd, *give_to)
     if writable:
         # Best effort: the lock works without it; it only names the holder in a refusal.
         with contextlib.suppress(OSError):
@@ -263,13 +266,32 @@ def _release(held: _Held) -> None:
         os.close(held.fd)
 
 
-def _in_env_dir(lock: Path) -> bool:
-    """Make `.torchdoctor` in the environment if we may; False if we cannot write there."""
+def env_owner(root: Path) -> tuple[int, int] | None:
+    """(uid, gid) of the environment when we are root and it is another user's, else None.
+
+    Root's fix gives that user the `.torchdoctor` folder and lock file it makes there, so the
+    user's own fixes can still write their records and snapshots beside them. Never an escalation:
+    the user owns the folder they are in.
+    """
+    if sys.platform == "win32" or os.geteuid() != 0:
+        return None
     try:
-        lock.parent.mkdir(exist_ok=True)
+        info = root.stat()
+    except OSError:
+        return None
+    return (info.st_uid, info.st_gid) if info.st_uid != 0 else None
+
+
+def _in_env_dir(lock: Path, give_to: tuple[int, int] | None) -> bool:
+    """Make `.torchdoctor` in the environment if we may; False if we cannot write there."""
+    folder = lock.parent
+    try:
+        folder.mkdir(exist_ok=True)
+        if give_to is not None and folder.lstat().st_uid == 0 and not folder.is_symlink():
+            os.chown(folder, *give_to, follow_symlinks=False)
     except OSError:
         return False
-    return not lock.parent.is_symlink() and lock.parent.is_dir()
+    return not folder.is_symlink() and folder.is_dir()
 
 
 @contextlib.contextmanager
@@ -282,11 +304,12 @@ def env_lock(env: PythonEnv) -> Iterator[None]:
     held: list[_Held] = []
     machine, in_env = machine_lock_path(env), in_env_lock_path(env)
     # Always machine-wide first, then the environment's: one order everywhere, so no deadlock.
-    wanted = [p for p in (machine, in_env if _in_env_dir(in_env) else None) if p is not None]
+    give_to = env_owner(in_env.parent.parent)
+    wanted = [p for p in (machine, in_env if _in_env_dir(in_env, give_to) else None) if p is not None]
     try:
         for path in wanted:
             try:
-                held.append(_acquire(path, env.root))
+                held.append(_acquire(path, env.root, give_to=give_to if path == in_env else None))
             except PermissionError:
                 continue  # not ours to write, nor to read: the other lock covers this caller
         if not held:

@@ -320,3 +320,36 @@ def test_the_in_use_check_comes_before_the_recovery(
         pytest.fail("must refuse")
     assert tree_digest(cpu_env.root) == half
     assert pending_snapshots(cpu_env)
+
+
+STUBBORN = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(120)"
+
+
+def _orphan(child: subprocess.Popen[str]) -> envguard.ProcessInfo:
+    return envguard.ProcessInfo(
+        child.pid, "pip", "an installer", started=psutil.Process(child.pid).create_time(), installer=True
+    )
+
+
+@pytest.mark.slow
+def test_an_orphan_that_ignores_sigterm_is_killed(
+    cpu_env: PythonEnv, children: list[subprocess.Popen[str]]
+) -> None:
+    child = start(children, [sys.executable, "-c", STUBBORN])
+    envguard.settle_orphans(cpu_env, [_orphan(child)], term_wait=0.5, kill_wait=10)
+    assert child.wait(timeout=10) == -signal.SIGKILL
+
+
+@pytest.mark.slow
+def test_an_orphan_that_cannot_be_ended_is_a_refusal(
+    cpu_env: PythonEnv, children: list[subprocess.Popen[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another user's installer, which we may not end: the process table refuses our kill.
+    child = start(children, [sys.executable, "-c", STUBBORN])
+    monkeypatch.setattr(psutil.Process, "kill", lambda _self: None)
+    with pytest.raises(EnvironmentInUseError) as info:
+        envguard.settle_orphans(cpu_env, [_orphan(child)], term_wait=0.2, kill_wait=0.2)
+    assert str(info.value) == (
+        f"what an interrupted fix left running could not be stopped: pip (pid {child.pid}); end it, then try again"
+    )
+    assert child.poll() is None

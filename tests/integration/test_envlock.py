@@ -286,3 +286,34 @@ def test_root_and_another_user_exclude_each_other(
             check=False,
         )
     assert done.stdout.split() == ["refused", str(os.getpid())], done.stderr
+
+
+def test_root_s_fix_leaves_a_user_s_environment_the_user_s(
+    shared_lock_dir: Path, shared_env: PythonEnv
+) -> None:
+    as_nobody = _drop_to_nobody()
+    os.chown(shared_env.root, NOBODY, NOBODY)
+    with env_lock(shared_env):
+        pass
+    folder = shared_env.root / ".torchdoctor"
+    assert (folder.stat().st_uid, in_env_lock_path(shared_env).stat().st_uid) == (NOBODY, NOBODY)
+    # The user's own fix can still take both locks and write its record beside them.
+    code = (
+        "import json, os, sys\n"
+        "from pathlib import Path\n"
+        "from torchdoctor.service.install.envlock import env_lock, in_env_lock_path\n"
+        "from torchdoctor.service.models import EnvKind, Platform, PythonEnv\n"
+        "root = Path(sys.argv[1])\n"
+        "env = PythonEnv(root, root / 'bin/python', None, EnvKind.VENV, False, (), Platform.LINUX)\n"
+        "with env_lock(env):\n"
+        "    print(json.loads(in_env_lock_path(env).read_text())['pid'] == os.getpid())\n"
+    )
+    done = subprocess.run(
+        [*as_nobody, sys.executable, "-c", code, str(shared_env.root)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.stdout.strip() == "True", done.stderr
