@@ -123,7 +123,9 @@ def program_path(
         if os.path.isabs(argv0):  # noqa: PTH117 - strings: this runs for every process
             return argv0
         return os.path.join(cwd, argv0) if cwd else None  # noqa: PTH118
-    for entry in (path_var or "").split(os.pathsep):
+    if path_var is None:
+        return None  # its variables are not ours to read: no telling which file it found
+    for entry in path_var.split(os.pathsep):
         folder = entry or cwd
         if not folder:
             continue

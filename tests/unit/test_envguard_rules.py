@@ -51,6 +51,10 @@ def test_program_path_follows_cpython_s_rules() -> None:
         "/home/ana/proj/.venv/bin/python"
     )
     assert program_path(".venv/bin/python", cwd=None, path_var=None, is_program=is_program) is None
+    # Unknown variables (another user's process): no guess from the working folder.
+    assert (
+        program_path("python", cwd="/home/ana/proj/.venv/bin", path_var=None, is_program=is_program) is None
+    )
     # An empty PATH entry is the working folder.
     assert program_path("python", cwd="/home/ana/proj/.venv/bin", path_var="", is_program=is_program) == (
         "/home/ana/proj/.venv/bin/python"
