@@ -353,3 +353,33 @@ def test_an_orphan_that_cannot_be_ended_is_a_refusal(
         f"what an interrupted fix left running could not be stopped: pip (pid {child.pid}); end it, then try again"
     )
     assert child.poll() is None
+
+
+WINDOWS_HOLDER = """
+import importlib.util, sys, time
+spec = importlib.util.spec_from_file_location("select", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)  # the copied .pyd is now loaded: its file is held open
+print("ready", flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.windows
+@pytest.mark.skipif(
+    sys.platform != "win32", reason="needs Windows: the real Restart Manager and a loaded .pyd"
+)
+def test_on_windows_a_python_holding_a_pyd_of_the_env_is_named(
+    venv: PythonEnv, children: list[subprocess.Popen[str]]
+) -> None:
+    import select
+    import shutil
+
+    from torchdoctor.service.envs.discover import environment_from_path
+
+    venv = environment_from_path(venv.root)  # the Windows layout (Lib\site-packages, Scripts)
+    pyd = venv.site_packages[0] / Path(str(select.__file__)).name
+    shutil.copy2(str(select.__file__), pyd)
+    holder = start(children, [sys.executable, "-c", WINDOWS_HOLDER, str(pyd)])  # the base python
+    found = processes_using(venv)
+    assert holder.pid in [p.pid for p in found]
