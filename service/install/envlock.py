@@ -54,6 +54,12 @@ class EnvironmentLockedError(TorchdoctorError):
         self.holder_pid = holder_pid
 
 
+class LockUnavailableError(TorchdoctorError):
+    """No lock can be placed: no safe machine-wide folder, and the environment is not writable."""
+
+    code = "lock-unavailable"
+
+
 class LockUnsafeError(TorchdoctorError):
     """A lock path is a link, a folder, or a file with other names: someone may be tampering."""
 
@@ -298,8 +304,8 @@ def _in_env_dir(lock: Path, give_to: tuple[int, int] | None) -> bool:
 def env_lock(env: PythonEnv) -> Iterator[None]:
     """Hold the environment's fix lock, or raise EnvironmentLockedError at once.
 
-    Raises LockUnsafeError if a lock file was replaced by a link, and EnvironmentLockedError with
-    a hint when no lock could be placed at all (no safe machine-wide folder, environment read-only).
+    Raises LockUnsafeError if a lock file was replaced by a link, and LockUnavailableError when no
+    lock could be placed at all (no safe machine-wide folder, and the environment is read-only).
     """
     held: list[_Held] = []
     machine, in_env = machine_lock_path(env), in_env_lock_path(env)
@@ -313,7 +319,7 @@ def env_lock(env: PythonEnv) -> Iterator[None]:
             except PermissionError:
                 continue  # not ours to write, nor to read: the other lock covers this caller
         if not held:
-            raise EnvironmentLockedError(
+            raise LockUnavailableError(
                 f"cannot lock {env.root}: neither the environment nor a machine-wide lock folder is writable",
                 hint=f"set {LOCK_DIR_VAR} to a folder every user of this machine can write to",
             )

@@ -317,3 +317,35 @@ def test_root_s_fix_leaves_a_user_s_environment_the_user_s(
         check=False,
     )
     assert done.stdout.strip() == "True", done.stderr
+
+
+def test_with_no_place_for_a_lock_the_fix_says_so(shared_env: PythonEnv) -> None:
+    as_nobody = _drop_to_nobody()
+    unsafe = Path(tempfile.mkdtemp(prefix="td-open-", dir="/tmp"))
+    unsafe.chmod(0o777)  # no sticky bit: not used
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from torchdoctor.service.install.envlock import env_lock, LockUnavailableError\n"
+        "from torchdoctor.service.models import EnvKind, Platform, PythonEnv\n"
+        "root = Path(sys.argv[1])\n"
+        "env = PythonEnv(root, root / 'bin/python', None, EnvKind.VENV, False, (), Platform.LINUX)\n"
+        "try:\n"
+        "    with env_lock(env):\n"
+        "        print('acquired')\n"
+        "except LockUnavailableError as exc:\n"
+        "    print(exc.code)\n"
+    )
+    try:
+        done = subprocess.run(
+            [*as_nobody, sys.executable, "-c", code, str(shared_env.root)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env={**os.environ, LOCK_DIR_VAR: str(unsafe)},
+        )
+    finally:
+        shutil.rmtree(unsafe, ignore_errors=True)
+    assert done.stdout.strip() == "lock-unavailable", done.stderr
