@@ -10,6 +10,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -42,6 +43,8 @@ def no_window_flags() -> int:
 
 TREE_WAIT_S: Final = 10.0  # how long a killed program's tree may take to vanish
 CHILD_OF_VAR: Final = "TORCHDOCTOR_CHILD_OF"
+_RUNNING: set[subprocess.Popen[str]] = set()  # what `run` waits for now, in every thread
+_RUNNING_LOCK = threading.Lock()
 
 # A script given inline (`python -c SCRIPT`) is code, not something to read in a message.
 _SCRIPT_FLAGS: Final = frozenset({"-c"})
@@ -143,6 +146,8 @@ def run(
         cwd=cwd,
         creationflags=no_window_flags(),
     )
+    with _RUNNING_LOCK:
+        _RUNNING.add(popen)
     try:
         stdout, stderr = popen.communicate(input=input_text, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
@@ -154,7 +159,24 @@ def run(
     except BaseException:
         _end_and_drain(popen)
         raise
+    finally:
+        with _RUNNING_LOCK:
+            _RUNNING.discard(popen)
     return Completed(tuple(args), popen.returncode, stdout or "", stderr or "")
+
+
+def end_running() -> None:
+    """End every program `run` is waiting for, in any thread, with everything each one started.
+
+    For a Ctrl-C that reaches the main thread while a worker thread waits in `run` (the benchmark
+    follows its progress file from the main thread): without this, leaving would wait for the
+    worker, that is for the benchmark to finish on its own, before the restore could start. The
+    worker's `run` then returns the killed program's exit status.
+    """
+    with _RUNNING_LOCK:
+        running = list(_RUNNING)
+    for popen in running:
+        end_tree(popen)
 
 
 def _end_and_drain(popen: subprocess.Popen[str]) -> None:

@@ -903,6 +903,7 @@ def _run_script(argv: Sequence[str | Path], timeout: float, tail: _ProgressTail)
             except TimeoutError:
                 tail.poll()
             except BaseException:
+                proc.end_running()  # Ctrl-C: the benchmark must be gone before a restore starts
                 tail.poll()
                 raise
     tail.poll()

@@ -100,3 +100,41 @@ def test_a_finished_child_s_output_is_returned_as_before(venv: PythonEnv) -> Non
     assert (done.returncode, done.stdout, done.stderr) == (3, "out\n", "err\n")
     echoed = proc.run([str(venv.python), "-c", "print(input())"], timeout=60, input_text="hello\n")
     assert echoed.stdout == "hello\n"
+
+
+FINISHES_LATER = """
+import subprocess, sys
+base = "import os, sys, time; open(sys.argv[1], 'w').write(str(os.getpid())); time.sleep(5); open(sys.argv[2], 'w')"
+subprocess.call([sys.executable, "-c", base, sys.argv[1], sys.argv[2]])
+"""
+
+
+def test_ctrl_c_while_the_benchmark_runs_in_a_worker_thread_ends_it_at_once(
+    tmp_path: Path, venv: PythonEnv, leftovers: list[int]
+) -> None:
+    # The benchmark's `run` waits in a worker thread while the main thread follows its progress
+    # file; Ctrl-C reaches the main thread. Without ending the worker's program, leaving would wait
+    # for the benchmark to end by itself (here: the base python finishes and leaves a file).
+    from torchdoctor.service.bench.run import _ProgressTail, _run_script
+
+    pid_file, finished = tmp_path / "base.pid", tmp_path / "finished"
+    argv = [str(venv.python), "-c", FINISHES_LATER, str(pid_file), str(finished)]
+
+    def interrupt_once_started(_signum: int, _frame: types.FrameType | None) -> None:
+        if not pid_file.exists() or not pid_file.read_text():
+            signal.setitimer(signal.ITIMER_REAL, 0.1)
+            return
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt_once_started)
+    signal.setitimer(signal.ITIMER_REAL, 0.1)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            _run_script(argv, 120, _ProgressTail(tmp_path / "progress", None))
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    base = int(pid_file.read_text())
+    leftovers.append(base)
+    assert _gone(base)
+    assert not finished.exists()  # ended, not waited out
