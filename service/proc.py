@@ -6,14 +6,18 @@ environment must not hang the agent).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
+
+import psutil
 
 from torchdoctor.service.errors import SubprocessTimeoutError
 
@@ -37,6 +41,11 @@ def no_window_flags() -> int:
     return 0
 
 
+TREE_WAIT_S: Final = 10.0  # how long a killed program's tree may take to vanish
+CHILD_OF_VAR: Final = "TORCHDOCTOR_CHILD_OF"
+_RUNNING: set[subprocess.Popen[str]] = set()  # what `run` waits for now, in every thread
+_RUNNING_LOCK = threading.Lock()
+
 # A script given inline (`python -c SCRIPT`) is code, not something to read in a message.
 _SCRIPT_FLAGS: Final = frozenset({"-c"})
 _LONGEST_SHOWN_ARG: Final = 200
@@ -58,6 +67,54 @@ def shown_command(argv: Sequence[str | Path]) -> str:
             shown.append("...")
             break
     return " ".join(shown)
+
+
+def wait_gone(processes: Sequence[psutil.Process], *, timeout: float) -> list[psutil.Process]:
+    """Wait up to `timeout` s until none of `processes` runs; return those still running.
+
+    A zombie counts as gone: it will never run again, and in a container whose first process does
+    not reap, it would otherwise be waited for until the timeout.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        left = []
+        for process in processes:
+            with contextlib.suppress(psutil.Error):
+                if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+                    left.append(process)
+        if not left or time.monotonic() >= deadline:
+            return left
+        time.sleep(0.05)
+
+
+def end_tree(popen: subprocess.Popen[str], *, wait: float = TREE_WAIT_S) -> None:
+    """Kill `popen` and everything it started, and wait (bounded) until they are gone.
+
+    A Windows venv's python.exe is a redirector that starts the base python as its child; killing
+    the redirector alone would leave the real interpreter running, holding torch's DLLs while a
+    restore replaces them. The descendants are listed before anything is killed, while the
+    parent links still lead to them (a grandchild that started its own session included).
+    """
+    try:
+        tree = psutil.Process(popen.pid).children(recursive=True)
+    except psutil.Error:
+        tree = []
+    with contextlib.suppress(OSError):
+        popen.kill()
+    for process in tree:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        popen.wait(timeout=wait)
+    wait_gone(tree, timeout=wait)
+
+
+def child_environ(env: Mapping[str, str] | None) -> dict[str, str]:
+    """`env` (else ours) marked with our pid, so a later run can tell our orphans from a person's
+    programs: a child still running after its torchdoctor was SIGKILLed is ours to end."""
+    marked = dict(env if env is not None else os.environ)
+    marked[CHILD_OF_VAR] = str(os.getpid())
+    return marked
 
 
 def trusted_path_entries(path_value: str | None, cwd: Path | None, separator: str = os.pathsep) -> list[Path]:
@@ -87,30 +144,41 @@ def run(
     """Run `argv` and capture its output as text.
 
     Raises FileNotFoundError/PermissionError when the program cannot be started and
-    SubprocessTimeoutError when it outlives `timeout` (the process is killed).
+    SubprocessTimeoutError when it outlives `timeout`. On a timeout, and on any exception here
+    (Ctrl-C), the program and every process it started are killed and waited for before this
+    returns (`end_tree`): a benchmark or verification child must be gone before a restore starts.
+    The child's environment carries `TORCHDOCTOR_CHILD_OF=<our pid>` (`child_environ`).
     """
     args = [os.fspath(a) for a in argv]
+    popen = subprocess.Popen(
+        args,
+        stdin=subprocess.PIPE if input_text is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+        env=child_environ(env),
+        cwd=cwd,
+        creationflags=no_window_flags(),
+    )
+    with _RUNNING_LOCK:
+        _RUNNING.add(popen)
     try:
-        proc = subprocess.run(
-            args,
-            capture_output=True,
-            text=True,
-            encoding="utf-8",
-            errors="replace",
-            timeout=timeout,
-            env=dict(env) if env is not None else None,
-            cwd=cwd,
-            input=input_text,
-            stdin=None if input_text is not None else subprocess.DEVNULL,
-            check=False,
-            creationflags=no_window_flags(),
-        )
+        stdout, stderr = popen.communicate(input=input_text, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
+        _end_and_drain(popen)
         raise SubprocessTimeoutError(
             f"{Path(args[0]).name} did not finish within {timeout:g} s",
             hint="the program may be hung; try again, or check it by hand: " + shown_command(args),
         ) from exc
-    return Completed(tuple(args), proc.returncode, proc.stdout or "", proc.stderr or "")
+    except BaseException:
+        _end_and_drain(popen)
+        raise
+    finally:
+        with _RUNNING_LOCK:
+            _RUNNING.discard(popen)
+    return Completed(tuple(args), popen.returncode, stdout or "", stderr or "")
 
 
 def run_watched(
@@ -125,13 +193,14 @@ def run_watched(
     """Like `run`, but the time allowed may change while the program runs.
 
     Every `interval` seconds `watch()` is called (to read a progress file, say) and then `limit()`
-    gives the seconds allowed since the start as of now; past it, the program is killed and
-    SubprocessTimeoutError raised. So a first `import torch` that Windows Defender slows down can
-    have its own allowance, and the work after it its own timeout, measured from when it began.
+    gives the seconds allowed since the start as of now; past it, the program and everything it
+    started are ended (`end_tree`) and SubprocessTimeoutError raised. So a first `import torch`
+    that Windows Defender slows down can have its own allowance, and the work after it its own
+    timeout, measured from when it began. Ctrl-C ends the tree too, before it propagates.
     """
     args = [os.fspath(a) for a in argv]
     started = time.monotonic()
-    process = subprocess.Popen(
+    popen = subprocess.Popen(
         args,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
@@ -139,29 +208,54 @@ def run_watched(
         text=True,
         encoding="utf-8",
         errors="replace",
-        env=dict(env) if env is not None else None,
+        env=child_environ(env),
         cwd=cwd,
         creationflags=no_window_flags(),
     )
-    with process:
-        try:
-            while True:
-                try:
-                    stdout, stderr = process.communicate(timeout=interval)
-                    break
-                except subprocess.TimeoutExpired:
-                    watch()
-                    allowed = limit()
-                    if time.monotonic() - started > allowed:
-                        process.kill()
-                        process.communicate()
-                        raise SubprocessTimeoutError(
-                            f"{Path(args[0]).name} did not finish within {allowed:g} s",
-                            hint="the program may be hung; try again, or check it by hand: "
-                            + shown_command(args),
-                        ) from None
-        except BaseException:
-            process.kill()  # Ctrl-C or a bug of ours: never leave it running
-            raise
+    with _RUNNING_LOCK:
+        _RUNNING.add(popen)
+    try:
+        while True:
+            try:
+                stdout, stderr = popen.communicate(timeout=interval)
+                break
+            except subprocess.TimeoutExpired:
+                watch()
+                allowed = limit()
+                if time.monotonic() - started > allowed:
+                    _end_and_drain(popen)
+                    raise SubprocessTimeoutError(
+                        f"{Path(args[0]).name} did not finish within {allowed:g} s",
+                        hint="the program may be hung; try again, or check it by hand: "
+                        + shown_command(args),
+                    ) from None
+    except SubprocessTimeoutError:
+        raise
+    except BaseException:
+        _end_and_drain(popen)  # Ctrl-C or a bug of ours: never leave it running
+        raise
+    finally:
+        with _RUNNING_LOCK:
+            _RUNNING.discard(popen)
     watch()
-    return Completed(tuple(args), process.returncode, stdout or "", stderr or "")
+    return Completed(tuple(args), popen.returncode, stdout or "", stderr or "")
+
+
+def end_running() -> None:
+    """End every program `run` is waiting for, in any thread, with everything each one started.
+
+    For a Ctrl-C that reaches the main thread while a worker thread waits in `run` (the benchmark
+    follows its progress file from the main thread): without this, leaving would wait for the
+    worker, that is for the benchmark to finish on its own, before the restore could start. The
+    worker's `run` then returns the killed program's exit status.
+    """
+    with _RUNNING_LOCK:
+        running = list(_RUNNING)
+    for popen in running:
+        end_tree(popen)
+
+
+def _end_and_drain(popen: subprocess.Popen[str]) -> None:
+    end_tree(popen)
+    with contextlib.suppress(subprocess.TimeoutExpired, OSError, ValueError):
+        popen.communicate(timeout=TREE_WAIT_S)  # close the pipes

@@ -21,7 +21,7 @@ def _isolated_dirs(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[None]:
     base = tmp_path_factory.mktemp("td-home")
-    for name in ("CONFIG", "STATE", "CACHE", "LOG"):
+    for name in ("CONFIG", "STATE", "CACHE", "LOG", "LOCK"):  # LOCK: the machine-wide fix locks
         folder = base / name.lower()
         folder.mkdir()
         monkeypatch.setenv(f"TORCHDOCTOR_{name}_DIR", str(folder))

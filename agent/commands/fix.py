@@ -11,9 +11,8 @@ from pathlib import Path
 from typing import TextIO
 
 from torchdoctor.agent.child import add_tray_child_argument, cancel_on_stdin_eof
-from torchdoctor.agent.commands.plan import add_plan_arguments, prepare, render
+from torchdoctor.agent.commands.plan import add_plan_arguments, environment_to_change, prepare, render
 from torchdoctor.agent.output import human_size, paint, use_colour
-from torchdoctor.service.envs.discover import environment_from_path
 from torchdoctor.service.errors import EXIT_OK, BadInputError, TorchdoctorError
 from torchdoctor.service.facts.knowledge import load_knowledge
 from torchdoctor.service.install.fix import (
@@ -185,7 +184,7 @@ def handle(args: argparse.Namespace) -> int:
     _ctrl_c_restores()
     if args.tray_child:
         cancel_on_stdin_eof()
-    env = environment_from_path(args.env)
+    env = environment_to_change(args.env)
     if args.dry_run:
         # Read-only: no lock, and an interrupted earlier fix is only mentioned, not restored.
         if pending_snapshots(env):

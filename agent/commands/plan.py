@@ -19,7 +19,8 @@ from torchdoctor.agent.output import (
     wrap,
     write_json,
 )
-from torchdoctor.service.envs.discover import environment_from_path
+from torchdoctor.service.envs.discover import environment_from_path, host_platform
+from torchdoctor.service.envs.sysprefix import ensure_not_system_folder
 from torchdoctor.service.errors import EXIT_BAD_INPUT, EXIT_OK, TorchdoctorError
 from torchdoctor.service.facts.knowledge import load_knowledge
 from torchdoctor.service.install.index import IndexClient, validate_index_base
@@ -59,6 +60,19 @@ class Prepared:
     plan: Plan
 
 
+def environment_to_change(path: Path) -> PythonEnv:
+    """The environment `fix` (and `plan`, which says what fix would do) acts on.
+
+    A system folder (/, /usr, C:\\Windows, the home folder itself) is refused with exit 2, both as
+    given and as the root the path leads to (`/usr/bin/python3` is /usr), before anything else.
+    """
+    platform = host_platform()
+    ensure_not_system_folder(path, platform=platform)
+    env = environment_from_path(path)
+    ensure_not_system_folder(env.root, platform=platform)
+    return env
+
+
 def prepare(args: argparse.Namespace, *, env: PythonEnv, progress: TextIO | None = None) -> Prepared:
     """Raises PlanRefusedError (exit 1), IndexUnreachableError (exit 1) or a BadInputError (exit 2)."""
     index_base = validate_index_base(args.index_base)
@@ -76,7 +90,7 @@ def prepare(args: argparse.Namespace, *, env: PythonEnv, progress: TextIO | None
 
 
 def handle(args: argparse.Namespace) -> int:
-    env = environment_from_path(args.env)
+    env = environment_to_change(args.env)
     try:
         # Progress only for a person watching: scripts get stderr for errors alone.
         progress = sys.stderr if sys.stderr.isatty() and not args.json else None

@@ -2,18 +2,22 @@
 
 The order matters, and each step says why it is where it is:
   1. lock the environment            two fixes at once would interleave their file changes
-  2. restore an interrupted fix      a killed earlier run left a pending snapshot; plan from what
+  2. refuse if a process uses it     on Windows its DLLs are locked and pip fails half-way; a
+                                     restore under a running program is as bad as an install
+  3. end an interrupted fix's        a SIGKILLed fix's uv or pip survives it and keeps writing;
+     installer                       the restore must not race it
+  4. restore an interrupted fix      a killed earlier run left a pending snapshot; plan from what
                                      was there before it, not from its half-installed files
      (then the caller plans and asks the user, still holding the lock)
-  3. refuse if a process uses it     on Windows its DLLs are locked and pip fails half-way
-  4. download and hash-check wheels  before anything changes: the network failing costs nothing
-  5. snapshot what may change        the torch family and what it requires; hard links, so a
+  5. refuse if a process uses it     again: time passed while planning and asking
+  6. download and hash-check wheels  before anything changes: the network failing costs nothing
+  7. snapshot what may change        the torch family and what it requires; hard links, so a
                                      5 GB CUDA torch costs no copy
-  6. install, clean, verify, check,  any failure or Ctrl-C restores the snapshot exactly; "clean"
+  8. install, clean, verify, check,  any failure or Ctrl-C restores the snapshot exactly; "clean"
      benchmark                       removes stale records of other versions (a `torch-2.5.1
                                      .dist-info` beside the new one), "check" runs `check`'s own
                                      rules, so fix never says "verified" where check would not
-  7. discard the snapshot            only once the new build has proven itself
+  9. discard the snapshot            only once the new build has proven itself
 An externally managed Python (PEP 668) is refused before step 1 unless the user said
 --break-system-packages (`check_externally_managed`).
 The UI (CLI or tray) sees progress through a `Reporter` and decides nothing here.
@@ -50,7 +54,15 @@ from torchdoctor.service.facts.knowledge import Knowledge
 from torchdoctor.service.facts.variants import variant_cuda
 from torchdoctor.service.install import killpoints
 from torchdoctor.service.install.download import download
-from torchdoctor.service.install.envguard import ensure_not_in_use, env_lock
+from torchdoctor.service.install.envguard import (
+    EnvironmentInUseError,
+    Interrupted,
+    ensure_not_in_use,
+    processes_using,
+    settle_orphans,
+    split_orphans,
+)
+from torchdoctor.service.install.envlock import env_lock
 from torchdoctor.service.install.index import IndexFile
 from torchdoctor.service.install.installers import Backend
 from torchdoctor.service.install.policy import Plan
@@ -60,6 +72,7 @@ from torchdoctor.service.install.snapshot import (
     RestoreFailedError,
     Snapshot,
     discard_snapshot,
+    pending_snapshots,
     recover,
     restore_snapshot,
     take_snapshot,
@@ -133,11 +146,20 @@ class FixResult:
 
 @contextlib.contextmanager
 def fix_session(env: PythonEnv, reporter: Reporter) -> Iterator[Snapshot | None]:
-    """Steps 1 and 2: hold the environment's lock and restore an interrupted earlier fix.
+    """Steps 1 to 4: hold the environment's lock, refuse if a program uses it, end what an
+    interrupted fix left running, and only then restore that fix's snapshot.
 
     Yields the recovered snapshot (None if there was none). Plan and call `apply_plan` inside.
     """
     with env_lock(env):
+        interrupted = [Interrupted(s.pid, s.created) for s in pending_snapshots(env)]
+        orphans, others = split_orphans(processes_using(env), interrupted)
+        if others:
+            raise EnvironmentInUseError(env.root, others)
+        if orphans:
+            names = ", ".join(o.describe() for o in orphans)
+            reporter.step(f"Stopping what an interrupted fix left running: {names}")
+            settle_orphans(env, orphans)
         recovery = recover(env)
         for leftover in recovery.set_aside:
             reporter.step(leftover.message()[:1].upper() + leftover.message()[1:])

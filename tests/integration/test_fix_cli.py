@@ -22,7 +22,7 @@ from tests.support.scenarios import family
 from tests.support.standin import StandIn
 from torchdoctor.service.envs.builds import read_build
 from torchdoctor.service.facts.knowledge import load_knowledge
-from torchdoctor.service.install.envguard import lock_path
+from torchdoctor.service.install.envlock import lock_path
 from torchdoctor.service.models import PythonEnv
 
 pytestmark = pytest.mark.slow
