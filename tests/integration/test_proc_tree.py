@@ -109,12 +109,12 @@ subprocess.call([sys.executable, "-c", base, sys.argv[1], sys.argv[2]])
 """
 
 
-def test_ctrl_c_while_the_benchmark_runs_in_a_worker_thread_ends_it_at_once(
+def test_ctrl_c_while_the_benchmark_runs_ends_it_and_what_it_started_at_once(
     tmp_path: Path, venv: PythonEnv, leftovers: list[int]
 ) -> None:
-    # The benchmark's `run` waits in a worker thread while the main thread follows its progress
-    # file; Ctrl-C reaches the main thread. Without ending the worker's program, leaving would wait
-    # for the benchmark to end by itself (here: the base python finishes and leaves a file).
+    # The benchmark's program is watched from this thread (proc.run_watched follows its progress
+    # file between waits); Ctrl-C arrives here. Without ending the program and what it started,
+    # leaving would wait for the benchmark to end by itself (the base python finishes, leaves a file).
     from torchdoctor.service.bench.run import _ProgressTail, _run_script
 
     pid_file, finished = tmp_path / "base.pid", tmp_path / "finished"
@@ -130,7 +130,9 @@ def test_ctrl_c_while_the_benchmark_runs_in_a_worker_thread_ends_it_at_once(
     signal.setitimer(signal.ITIMER_REAL, 0.1)
     try:
         with pytest.raises(KeyboardInterrupt):
-            _run_script(argv, 120, _ProgressTail(tmp_path / "progress", None))
+            _run_script(
+                argv, timeout=120, import_timeout=120, tail=_ProgressTail(tmp_path / "progress", None)
+            )
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
