@@ -62,7 +62,24 @@ def build_parser(selected: str | None = None, *, all_commands: bool = False) -> 
     return parser
 
 
+def _tolerate_narrow_consoles() -> None:
+    r"""A character the stream's encoding lacks is written as an escape instead of ending the command.
+
+    Windows gives a redirected stdout its ANSI code page (cp1252 on Western systems), which cannot
+    spell a path like `C:\Users\李\环境`. `\uXXXX` is what JSON itself writes for such a
+    character, so the JSON stays valid and names the path exactly.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None and (getattr(stream, "encoding", "") or "").lower() not in (
+            "utf-8",
+            "utf8",
+        ):
+            reconfigure(errors="backslashreplace")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _tolerate_narrow_consoles()
     args_list = list(sys.argv[1:] if argv is None else argv)
     selected = next((a for a in args_list if not a.startswith("-")), None)
     parser = build_parser(selected)
