@@ -27,6 +27,7 @@ COMMANDS: Final = {
     "bench": "prove that an environment's torch computes correctly on this GPU, and how fast",
     "tray": "run the tray icon: checks in the background, notifies, repairs from its menu",
     "autostart": "start the tray at login: enable, disable or show its status",
+    "install-desktop-entry": "add torchdoctor to the desktop's application menu (Linux)",
 }
 
 Handler = Callable[[argparse.Namespace], int]
@@ -46,6 +47,11 @@ def _version() -> str:
         return "unknown"
 
 
+def command_module(name: str) -> str:
+    """`install-desktop-entry` lives in `install_desktop_entry.py`."""
+    return name.replace("-", "_")
+
+
 def build_parser(selected: str | None = None, *, all_commands: bool = False) -> argparse.ArgumentParser:
     """The parser, with the full sub-parser of `selected` (of every command with `all_commands`)."""
     parser = _Parser(
@@ -56,7 +62,7 @@ def build_parser(selected: str | None = None, *, all_commands: bool = False) -> 
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, summary in COMMANDS.items():
         if all_commands or name == selected:
-            importlib.import_module(f"torchdoctor.agent.commands.{name}").register(sub)
+            importlib.import_module(f"torchdoctor.agent.commands.{command_module(name)}").register(sub)
         else:
             sub.add_parser(name, help=summary, add_help=False)
     return parser

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import sys
 from pathlib import Path, PureWindowsPath
@@ -78,13 +79,35 @@ def test_versions_become_what_makensis_accepts() -> None:
 
 
 def test_hidden_imports_name_every_command_and_the_os_backends() -> None:
-    from torchdoctor.agent.cli import COMMANDS
+    from torchdoctor.agent.cli import COMMANDS, command_module
 
     for platform in ("win32", "linux"):
         names = freeze.hidden_imports(platform)
-        assert {f"torchdoctor.agent.commands.{c}" for c in COMMANDS} <= set(names)
+        assert {f"torchdoctor.agent.commands.{command_module(c)}" for c in COMMANDS} <= set(names)
     assert "pystray._win32" in freeze.hidden_imports("win32")
     assert "pystray._appindicator" in freeze.hidden_imports("linux")
     # The bench scripts run in the target environment: data files, never modules of the app.
     assert not [n for n in freeze.our_modules() if ".bench.scripts" in n]
     assert sys.modules.get("freeze") is freeze
+
+
+def test_the_winget_manifests_fill_into_valid_yaml_that_agrees_with_the_installer(tmp_path: Path) -> None:
+    import winget
+    import yaml
+
+    setup = tmp_path / "torchdoctor-0.1.0-setup.exe"
+    setup.write_bytes(b"MZ stand-in installer")
+    url = "https://example.org/torchdoctor-0.1.0-setup.exe"
+    written = winget.write_manifests(tmp_path / "m", version="0.1.0", url=url, sha256=winget.sha256_of(setup))
+    docs = {p.name: yaml.safe_load(p.read_text(encoding="utf-8")) for p in written}
+    assert len(docs) == 3
+    assert {d["ManifestType"] for d in docs.values()} == {"version", "installer", "defaultLocale"}
+    assert {d["PackageIdentifier"] for d in docs.values()} == {"torchdoctor.torchdoctor"}
+    assert {d["PackageVersion"] for d in docs.values()} == {"0.1.0"}
+    (entry,) = docs["torchdoctor.installer.yaml"]["Installers"]
+    assert entry["InstallerUrl"] == url
+    assert entry["InstallerSha256"] == hashlib.sha256(setup.read_bytes()).hexdigest().upper()
+    # The installer is per-user (RequestExecutionLevel user), and winget must be told so.
+    assert docs["torchdoctor.installer.yaml"]["Scope"] == "user"
+    assert docs["torchdoctor.installer.yaml"]["InstallerType"] == "nullsoft"
+    assert "{{" not in "".join(p.read_text(encoding="utf-8") for p in written)
