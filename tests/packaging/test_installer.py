@@ -50,6 +50,28 @@ def test_it_installs_per_user_without_elevation() -> None:
     assert "HKLM" not in text
 
 
+def _section(text: str, title: str) -> str:
+    start = (
+        text.index(f"Section {title}") if f"Section {title}" in text else text.index(f"Section /o {title}")
+    )
+    return text[start : text.index("SectionEnd", start)]
+
+
+def test_the_uninstaller_stops_the_tray_removes_the_run_value_and_keeps_data_unless_asked() -> None:
+    text = installer.SCRIPT.read_text(encoding="utf-8")
+    uninstall = _section(text, '"un.torchdoctor"')
+    assert "!insertmacro StopTray" in uninstall
+    assert uninstall.index("StopTray") < uninstall.index('RMDir /r "$INSTDIR"')
+    assert 'DeleteRegValue HKCU "${RUN_KEY}" "${RUN_VALUE}"' in uninstall
+    assert "DATA_DIR" not in uninstall
+    # Logs and settings go only with the box ticked; `/o` leaves it unticked.
+    assert 'Section /o "un.Remove logs and settings"' in text
+    assert 'RMDir /r "${DATA_DIR}"' in _section(text, '"un.Remove logs and settings"')
+    assert installer.expand(installer.defines()["DATA_DIR"], {"LOCALAPPDATA": "L"}) == "L\\torchdoctor"
+    autostart = _section(text, '"Start torchdoctor at login"')
+    assert 'WriteRegStr HKCU "${RUN_KEY}" "${RUN_VALUE}" \'${RUN_COMMAND}\'' in autostart
+
+
 @pytest.mark.packaging
 def test_the_script_compiles_with_a_placeholder_app(tmp_path: Path) -> None:
     require(shutil.which("makensis") is not None, "makensis is not installed (Debian: nsis)")

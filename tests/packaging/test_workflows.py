@@ -59,21 +59,68 @@ def test_the_windows_job_runs_the_tests_and_keeps_the_app_and_the_installer() ->
     assert "dist/torchdoctor/" in paths and "setup.exe" in paths
 
 
+def _is_windows_mark(node: ast.expr) -> bool:
+    """`pytest.mark.windows`, also inside a list (`pytestmark = [pytest.mark.slow, pytest.mark.windows]`)."""
+    if isinstance(node, ast.List | ast.Tuple):
+        return any(_is_windows_mark(e) for e in node.elts)
+    return (
+        isinstance(node, ast.Attribute)
+        and node.attr == "windows"
+        and ast.unparse(node) == "pytest.mark.windows"
+    )
+
+
 def _windows_marked_in_source() -> set[str]:
-    """`file::test` for every test function under tests/windows, read from the source (not pytest)."""
+    """`file::test` for every test the source marks `windows` (module-wide or one by one), read with
+    ast rather than pytest, anywhere under tests/ (other test files mark some of theirs too)."""
     found: set[str] = set()
-    for path in sorted((REPO / "tests" / "windows").glob("test_*.py")):
-        tree = ast.parse(path.read_text(encoding="utf-8"))
+    for path in sorted((REPO / "tests").rglob("test_*.py")):
+        text = path.read_text(encoding="utf-8")
+        if "mark.windows" not in text:
+            continue
+        tree = ast.parse(text)
+        module_wide = any(
+            isinstance(node, ast.Assign)
+            and any(isinstance(t, ast.Name) and t.id == "pytestmark" for t in node.targets)
+            and _is_windows_mark(node.value)
+            for node in tree.body
+        )
+        rel = path.relative_to(REPO).as_posix()
         for node in tree.body:
+            tests: list[tuple[str, list[ast.expr]]] = []
             if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
-                found.add(f"{path.relative_to(REPO).as_posix()}::{node.name}")
+                tests.append((node.name, node.decorator_list))
+            elif isinstance(node, ast.ClassDef) and node.name.startswith("Test"):
+                tests += [
+                    (f"{node.name}::{f.name}", [*node.decorator_list, *f.decorator_list])
+                    for f in node.body
+                    if isinstance(f, ast.FunctionDef) and f.name.startswith("test_")
+                ]
+            for name, decorators in tests:
+                if module_wide or any(_is_windows_mark(d) for d in decorators):
+                    found.add(f"{rel}::{name}")
     return found
 
 
 def test_every_test_marked_windows_is_collected() -> None:
-    """Collected here too (where they skip), so an import error or a bad marker shows on Linux."""
+    """Collected here too (where they skip), so an import error or a bad marker shows on Linux; the
+    windows job then runs exactly these."""
+    expected = _windows_marked_in_source()
+    files = sorted({name.split("::", 1)[0] for name in expected})
+    assert "tests/windows/test_windows_real.py" in files
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-m", "windows", "tests/windows"],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--collect-only",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-m",
+            "windows",
+            *files,
+        ],
         capture_output=True,
         text=True,
         timeout=300,
@@ -82,6 +129,5 @@ def test_every_test_marked_windows_is_collected() -> None:
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     collected = {line.split("[", 1)[0] for line in proc.stdout.splitlines() if "::" in line}
-    expected = _windows_marked_in_source()
-    assert len(expected) >= 5
+    assert len(expected) >= 7
     assert collected == expected
