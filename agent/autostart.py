@@ -40,6 +40,10 @@ from torchdoctor.service.errors import EXIT_ATTENTION, TorchdoctorError
 AUTOSTART_NAME: Final = "torchdoctor"
 AGENT_MODULE: Final = "torchdoctor.agent"
 TRAY_COMMAND: Final = "tray"
+# The frozen Windows app has a console torchdoctor.exe (the CLI) and this windowed twin beside it
+# (packaging/windows/torchdoctor.spec); the Run value always names the twin, as the installer's does
+# (packaging/windows/installer.nsi, held equal by tests/packaging/test_installer.py).
+FROZEN_WINDOWED_PROGRAM: Final = "torchdoctorw.exe"
 
 RUN_KEY: Final = r"Software\Microsoft\Windows\CurrentVersion\Run"
 STARTUP_APPROVED_KEY: Final = r"Software\Microsoft\Windows\CurrentVersion\Explorer\StartupApproved\Run"
@@ -91,10 +95,15 @@ def launch_argv(
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The argv that starts the tray with no console window, and notes on any fallback taken.
 
-    A frozen build is its own program. Otherwise the interpreter runs `-m torchdoctor.agent`; on
+    A frozen build is its own program (on Windows its windowed twin, `torchdoctorw.exe`, when it is
+    there). Otherwise the interpreter runs `-m torchdoctor.agent`; on
     Windows that is the `pythonw.exe` beside `executable` (`python.exe` would open a console at
     every login), falling back to `executable` itself when there is no pythonw.exe.
     """
+    if frozen and windows:
+        # Whichever of the two programs runs `autostart enable`, the entry is the same.
+        windowed = str(PureWindowsPath(executable).parent / FROZEN_WINDOWED_PROGRAM)
+        return ((windowed if exists(windowed) else executable), TRAY_COMMAND), ()
     if frozen:
         return (executable, TRAY_COMMAND), ()
     if not windows:

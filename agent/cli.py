@@ -33,6 +33,7 @@ COMMANDS: Final = {
     "cache": "empty torchdoctor's download caches (wheels and index pages)",
     "knowledge": "show the facts this copy decides with, and whether the index knows more",
     "report": "write one self-contained HTML page: this machine and its history, or a fleet (--from)",
+    "install-desktop-entry": "add torchdoctor to the desktop's application menu (Linux)",
 }
 
 Handler = Callable[[argparse.Namespace], int]
@@ -53,6 +54,11 @@ def _version() -> str:
         return "unknown"
 
 
+def command_module(name: str) -> str:
+    """`install-desktop-entry` lives in `install_desktop_entry.py`."""
+    return name.replace("-", "_")
+
+
 def build_parser(selected: str | None = None, *, all_commands: bool = False) -> argparse.ArgumentParser:
     """The parser, with the full sub-parser of `selected` (of every command with `all_commands`)."""
     parser = _Parser(
@@ -63,7 +69,7 @@ def build_parser(selected: str | None = None, *, all_commands: bool = False) -> 
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, summary in COMMANDS.items():
         if all_commands or name == selected:
-            importlib.import_module(f"torchdoctor.agent.commands.{name}").register(sub)
+            importlib.import_module(f"torchdoctor.agent.commands.{command_module(name)}").register(sub)
         else:
             sub.add_parser(name, help=summary, add_help=False)
     return parser

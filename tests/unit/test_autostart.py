@@ -65,9 +65,13 @@ def test_windows_without_pythonw_falls_back_to_the_interpreter_and_says_so() -> 
     assert "console" in notes[0]
 
 
-def test_a_frozen_build_runs_itself() -> None:
+def test_a_frozen_build_runs_its_windowed_twin_on_windows_else_itself() -> None:
     exe = r"C:\Program Files\torchdoctor\torchdoctor.exe"
-    argv, _ = launch_argv(exe, frozen=True, windows=True, exists=lambda _: True)
+    twin = r"C:\Program Files\torchdoctor\torchdoctorw.exe"
+    for running in (exe, twin):
+        argv, _ = launch_argv(running, frozen=True, windows=True, exists=lambda p: p == twin)
+        assert windows_command_line(argv) == f'"{twin}" tray'
+    argv, _ = launch_argv(exe, frozen=True, windows=True, exists=lambda _: False)
     assert windows_command_line(argv) == f'"{exe}" tray'
     argv, _ = launch_argv("/opt/torchdoctor/torchdoctor", frozen=True, windows=False, exists=lambda _: True)
     assert argv == ("/opt/torchdoctor/torchdoctor", "tray")
