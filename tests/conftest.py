@@ -43,6 +43,9 @@ def _isolated_dirs(
         folder.mkdir()
         monkeypatch.setenv(f"TORCHDOCTOR_{name}_DIR", str(folder))
     monkeypatch.delenv("TORCHDOCTOR_HARDWARE", raising=False)
+    # The user site (~/.local/lib/pythonX.Y/site-packages) is read by check: a torch the real user
+    # keeps there must not change a test's verdict, nor may a test's install land in it.
+    monkeypatch.setenv("PYTHONUSERBASE", str(base / "userbase"))
     yield
 
 
