@@ -16,7 +16,7 @@ import re
 import shutil
 import sys
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final, Protocol, TextIO
@@ -51,12 +51,18 @@ class Fit(StrEnum):
     WRAP = "wrap"  # wrapped onto more lines within the column (free text)
 
 
-def write_json(payload: object, stream: TextIO | None = None) -> None:
+def write_json(
+    payload: object, stream: TextIO | None = None, *, shown: Callable[[str], str] | None = None
+) -> None:
     """`payload` as JSON, always UTF-8: `check --json > out.json` on a Windows console whose code page
     is cp1252 (or PYTHONIOENCODING=cp1252) must still give a file a script can read as UTF-8, with
-    every non-ASCII path intact. Where the stream has a byte buffer the UTF-8 goes there."""
+    every non-ASCII path intact. Where the stream has a byte buffer the UTF-8 goes there. `shown`
+    rewrites the text first (plan and check hide a token in --index-base's path with it)."""
     out = stream if stream is not None else sys.stdout
-    text = json.dumps(payload, indent=2, ensure_ascii=False) + "\n"
+    text = json.dumps(payload, indent=2, ensure_ascii=False)
+    if shown is not None:
+        text = shown(text)
+    text += "\n"
     buffer = getattr(out, "buffer", None)
     if buffer is not None:
         out.flush()

@@ -23,6 +23,7 @@ from torchdoctor.service.envs.discover import collect_environments, environment_
 from torchdoctor.service.errors import EXIT_ATTENTION, EXIT_OK
 from torchdoctor.service.facts.knowledge import load_knowledge
 from torchdoctor.service.facts.variants import DEFAULT_INDEX_BASE
+from torchdoctor.service.install.urlsecrets import redact_known
 from torchdoctor.service.models import CheckReport, EnvReport, EnvStatus, Hardware, OverallStatus, Severity
 from torchdoctor.service.probe.hardware import resolve_hardware
 from torchdoctor.service.rules.check import check_to_json, run_check
@@ -75,7 +76,7 @@ def collect(args: argparse.Namespace) -> CheckReport:
 def handle(args: argparse.Namespace) -> int:
     report = collect(args)
     if args.json:
-        write_json(check_to_json(report))
+        write_json(check_to_json(report), shown=redact_known)
     else:
         render(report, sys.stdout)
     return EXIT_OK if report.status is OverallStatus.OK else EXIT_ATTENTION
@@ -117,7 +118,8 @@ def render(report: CheckReport, out: TextIO, *, width: int | None = None) -> Non
     cols = width if width is not None else terminal_width()
 
     def say(lines: list[str], hue: str = "") -> None:
-        for line in lines:
+        for raw in lines:
+            line = redact_known(raw)  # a token in --index-base's path, inside a URL kept whole
             print(paint(line, hue, colour) if hue else line, file=out)
 
     say(wrap(home_text(hardware_line(report.hardware)), cols, rest="     "))

@@ -22,6 +22,7 @@ from torchdoctor.service.install.fix import (
     apply_plan,
     check_conda,
     check_externally_managed,
+    check_user_site,
     externally_managed_marker,
     fix_session,
 )
@@ -227,6 +228,7 @@ def _fix(args: argparse.Namespace, env: PythonEnv, reporter: ConsoleReporter) ->
         return EXIT_OK
     options = _options(args)
     check_conda(prepared.target.installed, options)
+    check_user_site(env, prepared.target.installed)
     uv = find_uv()
     name, why = resolve_backend(args.installer, uv_path=uv, env=env)
     backend = make_backend(name, uv_path=uv, break_system_packages=options.break_system_packages)

@@ -26,6 +26,7 @@ from torchdoctor.service.facts.knowledge import load_knowledge
 from torchdoctor.service.install.index import IndexClient, validate_index_base
 from torchdoctor.service.install.plan import Target, inspect_target, make_plan
 from torchdoctor.service.install.policy import Plan, PlanRefusedError, plan_to_json
+from torchdoctor.service.install.urlsecrets import redact_known
 from torchdoctor.service.models import Hardware, PythonEnv
 from torchdoctor.service.probe.hardware import resolve_hardware
 
@@ -113,7 +114,7 @@ def handle(args: argparse.Namespace) -> int:
         )
         return exc.exit_code
     if args.json:
-        write_json(plan_to_json(plan))
+        write_json(plan_to_json(plan), shown=redact_known)
     else:
         render(plan, sys.stdout)
     return EXIT_OK
@@ -125,7 +126,8 @@ def render(plan: Plan, out: TextIO, *, width: int | None = None) -> None:
     cols = width if width is not None else terminal_width()
 
     def say(lines: list[str], hue: str = "") -> None:
-        for line in lines:
+        for raw in lines:
+            line = redact_known(raw)  # a token in --index-base's path, inside a URL kept whole
             print(paint(line, hue, colour) if hue else line, file=out)
 
     say(wrap(f"Plan for {display_path(plan.environment)}", cols, rest="  "), "bold")

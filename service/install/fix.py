@@ -89,8 +89,9 @@ from torchdoctor.service.models import (
     PythonEnv,
     Severity,
 )
-from torchdoctor.service.rules.check import check_environment
+from torchdoctor.service.rules.check import check_environment, user_site_torch_of
 from torchdoctor.service.rules.fit import FitLevel, build_fit
+from torchdoctor.service.rules.usersite import user_site_finding
 
 INSTALL_TIMEOUT_S = 3600.0  # a CUDA torch with its nvidia-* dependencies on a slow line
 # Counted from when torch has been imported: the first import has verify's own allowance
@@ -109,6 +110,13 @@ class CondaMixRefusedError(TorchdoctorError):
     """torch came from conda; replacing it with pip wheels needs explicit consent (exit 1)."""
 
     code = "conda-mix"
+
+
+class UserSiteTorchError(TorchdoctorError):
+    """A torch in the user site is what this Python imports: replacing the one in site-packages
+    would change nothing that runs, and the post-install check would roll it back (exit 1)."""
+
+    code = "user-site-torch"
 
 
 class ExternallyManagedError(BadInputError):
@@ -177,6 +185,19 @@ def check_conda(installed: BuildReading | None, options: FixOptions) -> None:
         "mixes two package managers in one environment",
         hint="use `conda install` to change it, or pass --allow-conda-mix to let torchdoctor use pip anyway",
     )
+
+
+def check_user_site(env: PythonEnv, installed: BuildReading | None) -> None:
+    """Refuse before any download when check's `torch-in-user-site` rule says the user site's torch
+    is the one imported (a base Python, or a venv with system site-packages and no torch of its own):
+    the same rule `fix` judges its result by afterwards, asked first."""
+    user = user_site_torch_of(env)
+    if user is None:
+        return
+    finding = user_site_finding(env, installed.build if installed else None, user)
+    if finding.severity is Severity.INFO:
+        return
+    raise UserSiteTorchError(finding.message, hint=finding.fix)
 
 
 def externally_managed_marker(env: PythonEnv) -> Path | None:

@@ -31,6 +31,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 _LOCK: Final = threading.Lock()
 _CREDENTIALS: dict[str, tuple[str, str]] = {}  # "host:port" -> (user, password), unquoted
+_SHOWN_AS: dict[str, str] = {}  # an index URL with a token in its path -> its redacted form
 _HIDDEN: Final = "***"
 AUTH_ENV: Final = "TORCHDOCTOR_INDEX_AUTH"  # {"host:port": [user, password]} from a parent torchdoctor
 _FILE_SUFFIXES: Final = (".whl", ".metadata", ".tar.gz", ".zip", ".html", ".json")
@@ -50,21 +51,46 @@ def _netloc_without_userinfo(netloc: str) -> str:
 
 
 def register(url: str) -> str:
-    """Remember the `user:pass@` of `url` for its host and return `url` without it."""
+    """Remember the `user:pass@` of `url` for its host and return `url` without it.
+
+    A token in the path stays in the URL (it is how that index is reached) and is remembered, so
+    `redact_known` hides it in whatever is printed: a plan's index line, a hand-run pip command.
+    """
     parts = urlsplit(url)
     if "@" not in parts.netloc:
+        _remember_shown(url)
         return url
     key = _key(url)
     if key is not None and (parts.username is not None or parts.password is not None):
         with _LOCK:
             _CREDENTIALS[key] = (unquote(parts.username or ""), unquote(parts.password or ""))
-    return urlunsplit(parts._replace(netloc=_netloc_without_userinfo(parts.netloc)))
+    stripped = urlunsplit(parts._replace(netloc=_netloc_without_userinfo(parts.netloc)))
+    _remember_shown(stripped)
+    return stripped
+
+
+def _remember_shown(url: str) -> None:
+    base = url.rstrip("/")
+    shown = redact(base)
+    if shown != base:
+        with _LOCK:
+            _SHOWN_AS[base] = shown
+
+
+def redact_known(text: str) -> str:
+    """`text` with every registered index URL that holds a secret replaced by its redacted form."""
+    with _LOCK:
+        known = sorted(_SHOWN_AS.items(), key=lambda item: -len(item[0]))
+    for url, shown in known:
+        text = text.replace(url, shown)
+    return text
 
 
 def forget_all() -> None:
     """Drop every remembered credential (tests; a long-running tray switching indexes)."""
     with _LOCK:
         _CREDENTIALS.clear()
+        _SHOWN_AS.clear()
 
 
 def credentials_for(url: str) -> tuple[str, str] | None:

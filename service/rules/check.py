@@ -51,7 +51,7 @@ def check_environment(
     reading = read_build(env, knowledge)
     findings = diagnose(env, reading, hardware, knowledge, index_base=index_base)
     build = reading.build if reading else None
-    user = _user_site_torch(env, home, environ)
+    user = user_site_torch_of(env, home, environ)
     if user is not None:
         findings = _by_severity((*findings, user_site_finding(env, build, user)))
     # Read-only: a pending snapshot left by a killed fix is looked at, never restored here.
@@ -68,9 +68,10 @@ def _by_severity(findings: tuple[Finding, ...]) -> tuple[Finding, ...]:
     return tuple(sorted(findings, key=lambda f: _SEVERITY_ORDER.index(f.severity)))
 
 
-def _user_site_torch(
-    env: PythonEnv, home: Path | None, environ: Mapping[str, str] | None
+def user_site_torch_of(
+    env: PythonEnv, home: Path | None = None, environ: Mapping[str, str] | None = None
 ) -> UserSiteTorch | None:
+    """The user site's torch that `env`'s Python would see (None: none, or a venv that ignores it)."""
     try:
         cfg = read_pyvenv_cfg(env.root) if env.kind is EnvKind.VENV else None
     except OSError:

@@ -380,3 +380,31 @@ def test_dependencies_the_installer_changed_are_rolled_back_too(tmp_path: Path, 
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "restored exactly" in proc.stderr
     assert tree_digest(env.root) == before
+
+
+def test_a_torch_in_the_user_site_that_python_imports_is_refused_before_any_download(
+    tmp_path: Path, index: IndexServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A venv with system site-packages and no torch of its own imports the user site's torch:
+    # reinstalling into site-packages would change nothing that runs (check's torch-in-user-site).
+    env = make_venv(tmp_path / "venv")
+    cfg = env.root / "pyvenv.cfg"
+    cfg.write_text(
+        cfg.read_text().replace("include-system-site-packages = false", "include-system-site-packages = true")
+    )
+    userbase = tmp_path / "userbase"
+    minor = f"{sys.version_info.major}.{sys.version_info.minor}"
+    user_site = userbase / "lib" / f"python{minor}" / "site-packages"
+    user_site.mkdir(parents=True)
+    (user_site / "torch").mkdir()
+    (user_site / "torch" / "__init__.py").write_text("__version__ = '2.7.1+cpu'\n")
+    info = user_site / "torch-2.7.1+cpu.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: torch\nVersion: 2.7.1+cpu\n")
+    monkeypatch.setenv("PYTHONUSERBASE", str(userbase))
+    before = tree_digest(env.root)
+    proc = fix(tmp_path, env, index.url, "--yes", "--no-bench")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "user site" in proc.stderr and "uninstall" in proc.stderr
+    assert "Downloading" not in proc.stderr  # refused before any download
+    assert tree_digest(env.root) == before

@@ -196,3 +196,38 @@ def test_plan_and_fix_agree_that_a_mismatched_companion_is_a_change(
     doc = json.loads(plan(tmp_path, RTX_4090, env, index.url, "--json").stdout)
     assert doc["requirements"] == ["torch==2.7.1+cu128", "torchvision==0.22.1+cu128"]
     assert doc["changes_nothing"] is False
+
+
+TOKEN = "tk9Fz2QmX7pLw4Rv8Ns1"  # noqa: S105 - not a secret: a stand-in for a private index's token, as some mirrors put it in the path
+
+
+@pytest.fixture(scope="module")
+def token_index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IndexServer]:
+    root = tmp_path_factory.mktemp("token-index")
+    for variant in ("cpu", "cu126", "cu128"):
+        cuda = None if variant == "cpu" else f"{variant[2:4]}.{variant[4]}"
+        publish(root, [StandIn("torch", f"2.7.1+{variant}", cuda=cuda)], variant)
+    with IndexServer(root) as server:
+        server.knobs.prefix = TOKEN
+        yield server
+
+
+def test_a_token_in_the_index_path_is_used_but_never_shown(
+    tmp_path: Path, token_index: IndexServer, venv: PythonEnv
+) -> None:
+    base = f"{token_index.url}/{TOKEN}"
+    shown = plan(tmp_path, RTX_4090, venv, base)
+    assert shown.returncode == 0, shown.stderr
+    assert "2.7.1+cu128" in shown.stdout  # the pages behind the token were read
+    doc = plan(tmp_path, RTX_4090, venv, base, "--json")
+    assert json.loads(doc.stdout)["index_url"] == f"{token_index.url}/***/cu128"
+    hw_file = tmp_path / "hw.json"
+    check = subprocess.run(
+        [sys.executable, "-m", "torchdoctor.agent", "check", "--no-discover", "--env", str(venv.root),
+         "--hardware", str(hw_file), "--index-base", base],
+        capture_output=True, text=True, timeout=60, check=False, env=dict(os.environ, NO_COLOR="1"),
+    )  # fmt: skip
+    assert check.returncode == 1, check.stderr
+    assert "--index-url" in check.stdout  # the hand-run pip command is there, with the token hidden
+    for out in (shown, doc, check):
+        assert TOKEN not in out.stdout + out.stderr

@@ -29,6 +29,8 @@ Knobs a test can turn while it runs (all thread-safe):
   trickle               send every 200 body one byte at a time, this many seconds apart (slow loris)
   endless               send every 200 body (pages and wheels) without a length, forever
   file_length           the Content-Length to claim for wheels, whatever their real size
+  prefix                a first path segment (a token in a private index's path) that is
+                        stripped before the path is looked up; paths without it work too
 """
 
 from __future__ import annotations
@@ -166,6 +168,7 @@ class _Knobs:
     file_length: int | None = None
     ranges: bool = True
     all_variants: bool = True
+    prefix: str | None = None
 
 
 def _prefers_json(accept: str | None) -> bool:
@@ -385,6 +388,8 @@ def _make_handler(server: IndexServer) -> type[BaseHTTPRequestHandler]:
                     server.knobs.fail_remaining -= 1
             if knobs.delay:
                 time.sleep(knobs.delay)
+            if knobs.prefix is not None and path.startswith(f"/{knobs.prefix}/"):
+                path = path.removeprefix(f"/{knobs.prefix}")
             if knobs.auth is not None:
                 expected = "Basic " + base64.b64encode(":".join(knobs.auth).encode()).decode()
                 if self.headers.get("Authorization") != expected:
