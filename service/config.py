@@ -14,7 +14,9 @@ to hide), so unknown keys and wrong types raise ConfigError naming the file, the
 
 from __future__ import annotations
 
+import contextlib
 import re
+import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -47,9 +49,19 @@ class Settings:
     source: Path | None = None  # the file these came from; None for the defaults
 
 
+MAX_CONFIG_BYTES: Final = 1 << 20
+
+
 def load_settings(path: Path | None = None) -> Settings:
     """Read `path` (default: paths.config_file()); a missing file gives the defaults."""
     file = path if path is not None else paths.config_file()
+    # Looked at before it is opened: opening a FIFO would block forever, /dev/zero never ends.
+    with contextlib.suppress(OSError):
+        info = file.stat()
+        if stat.S_ISREG(info.st_mode) and info.st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"the settings file {file} is larger than 1 MiB; it cannot be a config.toml")
+        if not stat.S_ISREG(info.st_mode) and not stat.S_ISDIR(info.st_mode):
+            raise ConfigError(f"the settings file {file} is not a regular file (a device, pipe or socket)")
     try:
         raw = file.read_bytes()
     except FileNotFoundError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from torchdoctor.service.config import (
     DEFAULT_INTERVAL,
     DEFAULT_SCAN_DEPTH,
     DEFAULT_SCAN_SECONDS,
+    MAX_CONFIG_BYTES,
     Settings,
     load_settings,
 )
@@ -158,3 +160,15 @@ def test_config_errors_exit_2_through_the_cli() -> None:
     from torchdoctor.agent.cli import main
 
     assert main(["envs", "--no-discover"]) == 2
+
+
+def test_a_fifo_or_a_huge_file_as_config_is_one_sentence_not_a_hang(tmp_path: Path) -> None:
+    fifo = tmp_path / "config.toml"
+    os.mkfifo(fifo)  # opening it for reading would block until a writer came: never
+    with pytest.raises(ConfigError, match="not a regular file"):
+        load_settings(fifo)
+    huge = tmp_path / "huge.toml"
+    with huge.open("wb") as fh:
+        fh.truncate(MAX_CONFIG_BYTES + 1)
+    with pytest.raises(ConfigError, match="larger than 1 MiB"):
+        load_settings(huge)
