@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import sys
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
+from typing import TextIO
 
 from torchdoctor.service import paths
 
@@ -14,6 +17,18 @@ LOG_NAME = "tray.log"
 
 def log_file() -> Path:
     return paths.log_dir() / LOG_NAME
+
+
+class PrivateRotatingFileHandler(RotatingFileHandler):
+    """Each file it opens, the first and every one after a rollover, is readable by its user only
+    (0600): the log names environments, paths and what was installed."""
+
+    def _open(self) -> TextIO:
+        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        if hasattr(os, "fchmod"):  # POSIX: a file an older version made with the umask's mode
+            with contextlib.suppress(OSError):
+                os.fchmod(fd, 0o600)
+        return os.fdopen(fd, "a", encoding=self.encoding, errors=self.errors)
 
 
 def setup_logging() -> Path | None:
@@ -26,8 +41,8 @@ def setup_logging() -> Path | None:
     path: Path | None = log_file()
     try:
         target = log_file()
-        target.parent.mkdir(parents=True, exist_ok=True)
-        rotating = RotatingFileHandler(target, maxBytes=1_000_000, backupCount=5, encoding="utf-8")
+        paths.private_dir(target.parent)
+        rotating = PrivateRotatingFileHandler(target, maxBytes=1_000_000, backupCount=5, encoding="utf-8")
         rotating.setFormatter(fmt)
         root.addHandler(rotating)
     except OSError:
