@@ -30,8 +30,8 @@ def test_json_names_a_path_cp1252_cannot_spell_exactly(tmp_path: Path) -> None:
     make_venv(root)
     proc = envs(root, "--json")
     assert proc.returncode == 0, proc.stderr
-    # Valid cp1252 bytes, valid JSON, and the exact path back (ü is in cp1252; 环境 is escaped).
-    (listed,) = json.loads(proc.stdout.decode("cp1252"))
+    # --json is UTF-8 whatever the code page (docs/contract.md): a script reads the exact path back.
+    (listed,) = json.loads(proc.stdout.decode("utf-8"))
     assert listed["path"] == str(root)
 
 

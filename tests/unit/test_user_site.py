@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import site
 import subprocess
 import sys
 from pathlib import Path
@@ -55,7 +54,13 @@ def test_the_running_pythons_user_site_is_where_site_puts_it() -> None:
     env = environment_from_path(Path(sys.executable), run=None)
     if env.kind is EnvKind.VENV:
         env = PythonEnv(env.root, env.python, env.python_version, EnvKind.SYSTEM, True, env.site_packages)
-    assert user_site_folder(env, home=Path.home(), environ=os.environ) == Path(site.getusersitepackages())
+    # Asked of a fresh interpreter with this environment (tests set PYTHONUSERBASE after this one
+    # started, so this process's own `site` answers for the environment it started with).
+    real = subprocess.run(
+        [sys.executable, "-c", "import site; print(site.getusersitepackages())"],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout.strip()  # fmt: skip
+    assert user_site_folder(env, home=Path.home(), environ=os.environ) == Path(real)
 
 
 def test_a_venv_reads_the_user_site_only_with_system_site_packages() -> None:
@@ -205,4 +210,10 @@ def test_a_store_python_is_a_note_naming_its_torch(tmp_path: Path) -> None:
 @windows_only
 def test_the_real_user_site_on_windows_is_where_site_puts_it() -> None:
     env = environment_from_path(Path(sys.base_prefix), run=None)
-    assert user_site_folder(env, home=Path.home(), environ=os.environ) == Path(site.getusersitepackages())
+    # Asked of a fresh interpreter with this environment (tests set PYTHONUSERBASE after this one
+    # started, so this process's own `site` answers for the environment it started with).
+    real = subprocess.run(
+        [sys.executable, "-c", "import site; print(site.getusersitepackages())"],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout.strip()  # fmt: skip
+    assert user_site_folder(env, home=Path.home(), environ=os.environ) == Path(real)
