@@ -252,6 +252,8 @@ def _fix(args: argparse.Namespace, env: PythonEnv, reporter: ConsoleReporter) ->
         log.write(
             f"torchdoctor fix {env.root}\nplan: {' '.join(plan.requirements)} from {redact(plan.index_url)}\n"
         )
+        # What was there before: the report's fix history shows what each fix changed.
+        log.write(f"before: {'torch ' + plan.current if plan.current else 'no torch'}\n")
         log.write(f"reason: {plan.reason}\ninstaller: {name} ({why})\n")
         try:
             result = apply_plan(

@@ -81,11 +81,14 @@ def parse_fix_log(text: str, *, log: str, at: datetime | None) -> FixEvent | Non
         return None
     env = lines[0].removeprefix("torchdoctor fix ")
     installed = ""
+    before: str | None = None
     failed: str | None = None
     restored = verified = False
     for line in lines[1:]:
         if line.startswith("plan: "):
             installed = line.removeprefix("plan: ").split(" from ", 1)[0]
+        elif line.startswith("before: "):
+            before = line.removeprefix("before: ")
         elif line.startswith("FAILED: "):
             failed = line.removeprefix("FAILED: ")
         elif line.startswith("restored snapshot "):
@@ -96,11 +99,12 @@ def parse_fix_log(text: str, *, log: str, at: datetime | None) -> FixEvent | Non
         outcome = "failed, restored" if restored or "restored exactly" in failed else "failed, NOT restored"
         if "before anything was changed" in failed or "nothing was changed" in failed:
             outcome = "failed, nothing changed"
-        return FixEvent(at, env, installed, outcome, failed, log)
+        return FixEvent(at, env, installed, outcome, failed, log, before)
     if verified:
-        return FixEvent(at, env, installed, "installed", None, log)
+        return FixEvent(at, env, installed, "installed", None, log, before)
     # No end line: still running, or killed, in which case the next fix restores it first.
-    return FixEvent(at, env, installed, "unfinished", "the log ends early (still running, or killed)", log)
+    early = "the log ends early (still running, or killed)"
+    return FixEvent(at, env, installed, "unfinished", early, log, before)
 
 
 def fix_time(name: str) -> datetime | None:

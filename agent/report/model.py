@@ -139,6 +139,7 @@ class FixEvent:
     outcome: str  # "installed", "failed, restored", "failed, NOT restored", "unfinished"
     detail: str | None
     log: str  # the log file's path, for the person who wants the whole story
+    before: str | None = None  # what was installed before ("torch 2.5.1+cu124"); older logs lack it
 
 
 @dataclass(frozen=True, slots=True)

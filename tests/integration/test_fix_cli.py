@@ -20,6 +20,7 @@ from tests.support.envs import install_standins, make_venv, tree_digest
 from tests.support.index_server import IndexServer, publish
 from tests.support.scenarios import family
 from tests.support.standin import StandIn
+from torchdoctor.agent.report.local import parse_fix_log
 from torchdoctor.service.envs.builds import read_build
 from torchdoctor.service.facts.knowledge import load_knowledge
 from torchdoctor.service.install.envlock import lock_path
@@ -93,6 +94,11 @@ def test_the_good_path_installs_the_planned_builds(
     assert not list((env.root / ".torchdoctor" / "rollback").glob("*"))  # snapshot discarded
     log = Path(proc.stdout.split("log: ", 1)[1].strip())
     assert "verification: ok=True" in log.read_text()
+    # The report's fix history reads this real log: what was there before, and what came.
+    event = parse_fix_log(log.read_text(), log=str(log), at=None)
+    assert event is not None
+    assert (event.before, event.outcome) == ("torch 2.7.1+cpu", "installed")
+    assert event.installed.startswith("torch==2.7.1+cu128")
 
 
 def test_dry_run_changes_nothing_and_shows_the_commands(tmp_path: Path, index: IndexServer) -> None:
