@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
 import sys
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
-from typing import TextIO
 
 from torchdoctor.service import paths
 
@@ -23,7 +23,7 @@ class PrivateRotatingFileHandler(RotatingFileHandler):
     """Each file it opens, the first and every one after a rollover, is readable by its user only
     (0600): the log names environments, paths and what was installed."""
 
-    def _open(self) -> TextIO:
+    def _open(self) -> io.TextIOWrapper:
         fd = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         if hasattr(os, "fchmod"):  # POSIX: a file an older version made with the umask's mode
             with contextlib.suppress(OSError):

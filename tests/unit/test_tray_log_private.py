@@ -22,7 +22,7 @@ def test_the_tray_log_and_its_rollovers_are_0600_whatever_the_umask() -> None:
         logger = logging.getLogger("torchdoctor.test")
         logger.info("x" * 1000)
         handler = next(h for h in logging.getLogger("torchdoctor").handlers if hasattr(h, "doRollover"))
-        handler.doRollover()  # type: ignore[attr-defined]
+        handler.doRollover()
         logger.info("after the rollover")
     finally:
         os.umask(old_umask)
