@@ -30,7 +30,12 @@ from torchdoctor.service import boundedio
 from torchdoctor.service.envs.archscan import read_arch_flags
 from torchdoctor.service.errors import UnreadableError
 from torchdoctor.service.facts.knowledge import ArchList, Knowledge
-from torchdoctor.service.facts.variants import cuda_variant, local_label, variant_cuda
+from torchdoctor.service.facts.variants import (
+    cuda_variant,
+    local_label,
+    machine_of_platform_tag,
+    variant_cuda,
+)
 from torchdoctor.service.models import Installer, Platform, PythonEnv, TorchBuild, VariantSource
 
 _CUDA_DEP_RE: Final = re.compile(r"^(?:nvidia-[a-z0-9-]+-cu(\d+)|cuda-toolkit)$")
@@ -65,6 +70,9 @@ class BuildReading:
     # The build's own compiled architectures, read from its library only when the knowledge
     # does not know this (release, variant): see archscan.py.
     arch: ArchList | None = None
+    # The machine the wheel was built for, from its WHEEL tags ("aarch64", "x86_64"); None when
+    # the tags do not say (conda, a pure tag, no WHEEL file).
+    machine: str | None = None
 
 
 def _iter_dist_infos(
@@ -363,9 +371,10 @@ def read_build(env: PythonEnv, knowledge: Knowledge) -> BuildReading | None:
     if version is None and not problems:
         problems.append("neither the torch metadata nor torch/version.py names a version")
     variant, cuda, source = _variant(version, fields, info, env.platform, knowledge)
+    machine = wheel_machine(dist_paths[0]) if dist_paths else None
     arch = None
     if version and variant and variant.startswith("cu") and package_dirs:
-        known = knowledge.arch_list(version, variant, env.platform)
+        known = knowledge.arch_list(version, variant, env.platform, machine)
         if known is None or known.inferred:
             arch = read_arch_flags(package_dirs[0])
     build = TorchBuild(
@@ -379,7 +388,24 @@ def read_build(env: PythonEnv, knowledge: Knowledge) -> BuildReading | None:
         torchvision=tv_version,
         torchaudio=ta_version,
     )
-    return BuildReading(build, torchvision, torchaudio, arch)
+    return BuildReading(build, torchvision, torchaudio, arch, machine)
+
+
+def wheel_machine(dist_info: Path) -> str | None:
+    """The machine of the wheel a dist-info came from: its WHEEL file's first platform-specific
+    `Tag:` ("cp312-cp312-manylinux_2_28_aarch64" -> "aarch64"); None when no tag names one."""
+    try:
+        text = boundedio.read_text(dist_info / "WHEEL", limit=64 * 1024, what="WHEEL")
+    except boundedio.BoundedReadError:
+        return None
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip().lower() != "tag":
+            continue
+        platform_tag = value.strip().rsplit("-", 1)[-1]
+        if platform_tag and platform_tag != "any":
+            return machine_of_platform_tag(platform_tag)
+    return None
 
 
 def _variant(

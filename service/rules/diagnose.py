@@ -56,6 +56,27 @@ class _Ctx:
         return self.env.platform
 
     @property
+    def machine(self) -> str | None:
+        """The machine the installed wheel was built for (its WHEEL tags), else this host's: an
+        aarch64 wheel has its own arch lists, as `plan` takes them from the environment's tags."""
+        return self.reading.machine or self.hardware.machine
+
+    def fit_of(self, version: str, variant: str) -> Fit:
+        return build_fit(
+            self.knowledge, version, variant, self.hardware, platform=self.platform, machine=self.machine
+        )
+
+    def best_of(self, version: str, candidates: tuple[str, ...] | None = None) -> tuple[str, Fit] | None:
+        return best_variant(
+            self.knowledge,
+            version,
+            self.hardware,
+            candidates=candidates,
+            platform=self.platform,
+            machine=self.machine,
+        )
+
+    @property
     def conda(self) -> bool:
         """torch came from conda: `fix` replaces it only with --allow-conda-mix, and a pip command
         typed by hand would mix two package managers, so no hand command is offered."""
@@ -157,7 +178,7 @@ def _target(ctx: _Ctx) -> _Target | None:
     if not hw.has_nvidia_gpu:
         return _Target(release, "cpu") if release is not None else None
     if release is not None:
-        choice = best_variant(kn, release, hw, platform=ctx.platform)
+        choice = ctx.best_of(release)
         if choice is not None:
             variant, fit = choice
             rel = kn.release(release)
@@ -167,7 +188,7 @@ def _target(ctx: _Ctx) -> _Target | None:
                 and own.startswith("cu")
                 and rel is not None
                 and own in rel.variants
-                and build_fit(kn, release, own, hw, platform=ctx.platform).level is fit.level
+                and ctx.fit_of(release, own).level is fit.level
             ):
                 variant = own
             return _Target(release, variant)
@@ -178,7 +199,7 @@ def _target(ctx: _Ctx) -> _Target | None:
             kn.release(release) is None
             and own is not None
             and own.startswith("cu")
-            and build_fit(kn, release, own, hw, platform=ctx.platform).level is not FitLevel.NONE
+            and ctx.fit_of(release, own).level is not FitLevel.NONE
         ):
             return _Target(release, own)
     newer = _newest_fitting_release(ctx)
@@ -237,7 +258,7 @@ def _target_hint(ctx: _Ctx) -> str:
 def _newest_fitting_release(ctx: _Ctx) -> tuple[str, str] | None:
     releases = sorted(ctx.knowledge.releases.values(), key=lambda r: Version(r.minor), reverse=True)
     for rel in releases:
-        choice = best_variant(ctx.knowledge, f"{rel.minor}.0", ctx.hardware, platform=ctx.platform)
+        choice = ctx.best_of(f"{rel.minor}.0")
         if choice is not None:
             return rel.minor, choice[0]
     return None
@@ -249,7 +270,7 @@ def _gpu_usable(ctx: _Ctx) -> bool:
         for variant in rel.variants:
             if not variant.startswith("cu"):
                 continue
-            arch = ctx.knowledge.arch_list(f"{rel.minor}.0", variant, ctx.platform)
+            arch = ctx.knowledge.arch_list(f"{rel.minor}.0", variant, ctx.platform, ctx.machine)
             if arch is None:
                 continue
             cov = gpu_coverage(ctx.knowledge, arch, variant_cuda(variant), ctx.hardware.gpus)
@@ -343,7 +364,7 @@ def _driver(ctx: _Ctx) -> Finding | None:
         )
     if verdict.level is DriverLevel.MINOR_COMPAT:
         arch = ctx.reading.arch or ctx.knowledge.arch_list(
-            ctx.build.version or "", ctx.build.variant or "", ctx.platform, ctx.hardware.machine
+            ctx.build.version or "", ctx.build.variant or "", ctx.platform, ctx.machine
         )
         # Release wheels carry no PTX of their own (only 2.13.0's cu130/cu132 do); Triton and
         # torch.compile generate PTX, which a driver older than the build's CUDA cannot compile.
@@ -424,7 +445,7 @@ def _newer_variant(ctx: _Ctx) -> Finding | None:
         for v in rel.variants_for(ctx.platform)
         if v.startswith("cu") and cuda_key(v) > cuda_key(build.variant)
     )
-    choice = best_variant(ctx.knowledge, release, ctx.hardware, candidates=newer, platform=ctx.platform)
+    choice = ctx.best_of(release, candidates=newer)
     if choice is None or choice[1].driver.level is not DriverLevel.FULL:
         return None
     variant = choice[0]
@@ -555,7 +576,13 @@ def diagnose(
                 findings.append(f)
         elif build.variant.startswith("cu"):
             fit = build_fit(
-                knowledge, build.version, build.variant, hardware, arch=reading.arch, platform=env.platform
+                knowledge,
+                build.version,
+                build.variant,
+                hardware,
+                arch=reading.arch,
+                platform=env.platform,
+                machine=ctx.machine,
             )
             for rule in (_driver(ctx), _arch(ctx, fit)):
                 if rule is not None:

@@ -234,3 +234,21 @@ def test_an_invalid_torch_version_is_unreadable_not_a_crash(tmp_path: Path, kn: 
     reading = read_build(env, kn)
     assert reading is not None
     assert any("not a valid version" in p for p in reading.build.problems)
+
+
+@pytest.mark.parametrize(
+    ("tag", "machine"),
+    [
+        ("cp311-cp311-manylinux_2_28_aarch64", "aarch64"),
+        ("cp311-cp311-linux_x86_64", "x86_64"),
+        ("cp312-cp312-win_amd64", "x86_64"),
+        ("py3-none-any", None),  # a pure tag says nothing: the host's machine decides
+    ],
+)
+def test_the_installed_wheels_machine_comes_from_its_wheel_tags(
+    tmp_path: Path, tag: str, machine: str | None
+) -> None:
+    env = site_packages_env(tmp_path)
+    unpack_standin(env, StandIn("torch", "2.9.0+cu126", cuda="12.6", tag=tag))
+    reading = read_build(env, load_knowledge(Path("/nonexistent")))
+    assert reading is not None and reading.machine == machine

@@ -436,3 +436,14 @@ def test_every_hand_command_pins_every_package_and_its_index(
             if info is not None:
                 have.add(f"{comp}=={info.version}")
         assert "--force-reinstall" in argv or not set(pins) <= have, finding.fix
+
+
+def test_arch_lists_follow_the_installed_wheels_machine_not_the_hosts(kn: Knowledge) -> None:
+    """aarch64 cu126 wheels are built for 8.0;9.0 only (.ci/manywheel/build_env_setup.py,
+    TORCH_CUDA_ARCH_LIST_TABLE), x86_64 ones down to 5.0: a T4 (sm_75) is judged by the wheel's
+    machine (its WHEEL tags), whatever the hardware file says of the host's."""
+    hw = hardware("570.86.15", "12.8", ("Tesla T4", "7.5"))
+    arm = dataclasses.replace(reading("2.9.0+cu126"), machine="aarch64")
+    assert "gpu-arch-unsupported" in [f.code.value for f in diagnose(env(Platform.LINUX), arm, hw, kn)]
+    x86 = dataclasses.replace(reading("2.9.0+cu126"), machine="x86_64")
+    assert "gpu-arch-unsupported" not in [f.code.value for f in diagnose(env(Platform.LINUX), x86, hw, kn)]
