@@ -19,12 +19,20 @@ from torchdoctor.agent.output import (
     write_json,
 )
 from torchdoctor.service.config import load_settings
-from torchdoctor.service.envs.discover import collect_environments, environment_from_path
+from torchdoctor.service.envs.discover import collect_environments, environment_from_path, is_free_threaded
 from torchdoctor.service.errors import EXIT_ATTENTION, EXIT_OK
 from torchdoctor.service.facts.knowledge import load_knowledge
 from torchdoctor.service.facts.variants import DEFAULT_INDEX_BASE
 from torchdoctor.service.install.urlsecrets import redact_known
-from torchdoctor.service.models import CheckReport, EnvReport, EnvStatus, Hardware, OverallStatus, Severity
+from torchdoctor.service.models import (
+    CheckReport,
+    EnvReport,
+    EnvStatus,
+    Hardware,
+    OverallStatus,
+    PythonEnv,
+    Severity,
+)
 from torchdoctor.service.probe.hardware import resolve_hardware
 from torchdoctor.service.rules.check import check_to_json, run_check
 
@@ -100,6 +108,11 @@ def hardware_line(hw: Hardware) -> str:
     return f"GPU: {'; '.join(gpus)} | {driver}"
 
 
+def _python_cell(env: PythonEnv) -> str:
+    """`3.13.1t` for the free-threaded build, which may share its folder with the default one."""
+    return (env.python_version or "?") + ("t" if is_free_threaded(env.python) else "")
+
+
 def _torch_cell(report: EnvReport) -> str:
     build = report.torch
     if build is None:
@@ -136,7 +149,9 @@ def render(report: CheckReport, out: TextIO, *, width: int | None = None) -> Non
         rows.append(
             (
                 display_path(env_report.env.root),
-                env_report.env.python_version or "?",
+                # "3.13.1t": the free-threaded build beside the default one in the same folder.
+                (env_report.env.python_version or "?")
+                + ("t" if is_free_threaded(env_report.env.python) else ""),
                 _torch_cell(env_report),
                 paint(status.value, _STATUS_COLOUR[status], colour),
             )

@@ -33,7 +33,7 @@ from torchdoctor.agent.tray.status import TrayStatus
 from torchdoctor.service import paths
 from torchdoctor.service.monitor.cycle import CycleOptions, run_cycle
 from torchdoctor.service.monitor.scheduler import CheckLoop, Reason, Timing
-from torchdoctor.service.monitor.state import MonitorState, load_state
+from torchdoctor.service.monitor.state import MonitorState, env_folder, load_state
 
 log = logging.getLogger("torchdoctor.tray")
 
@@ -217,7 +217,8 @@ class TrayApp:
         elif kind is ActionKind.DETAILS:
             self._in_thread(lambda: self._open_details(action.env))
         elif kind is ActionKind.OPEN_FOLDER and action.env:
-            self._in_thread(lambda: self._open(Path(action.env or "."), "the folder"))
+            # Never the interpreter itself (a free-threaded build's key): opening it would run it.
+            self._in_thread(lambda: self._open(env_folder(action.env or "."), "the folder"))
         elif kind is ActionKind.OPEN_LOG:
             self._in_thread(lambda: self._open(log_file(), "the log"))
         elif kind is ActionKind.AUTOSTART:

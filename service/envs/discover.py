@@ -29,6 +29,7 @@ The platform is an argument (default: the running OS), so the Windows layouts, t
 
 from __future__ import annotations
 
+import contextlib
 import locale
 import os
 import re
@@ -420,6 +421,13 @@ def _python_in(root: Path, platform: Platform, *, plain_install: bool) -> Path |
     return None
 
 
+def environment_key(env: PythonEnv) -> str:
+    """What tells one environment from every other: its folder, or, for the free-threaded build
+    that shares a folder with the default one (`python3.13t` beside `python3.13`), its interpreter.
+    Both are what `--env` accepts, so the key is also what `fix --env` is given."""
+    return str(env.python) if is_free_threaded(env.python) else str(env.root)
+
+
 def free_threaded_sibling(env: PythonEnv) -> Path | None:
     """The free-threaded interpreter beside `env`'s default one (`python3.13t` next to `python3.13`,
     `python3.13t.exe` next to `python.exe`), or None."""
@@ -680,7 +688,7 @@ class _Collector:
         return self.key(_resolve(root)) in self.found
 
     def add(self, env: PythonEnv, *, explicit: bool = False) -> None:
-        key = self.key(env.root)
+        key = self.key(Path(environment_key(env)))
         if key in self.found or self.excluded(env.root):
             return
         self.found[key] = env
@@ -712,10 +720,10 @@ class _Collector:
         self.add(env)
         sibling = free_threaded_sibling(env)
         if sibling is not None and not self.excluded(env.root):
-            self.notes.append(
-                f"{self.display(env.root)} also holds the free-threaded {sibling.name}, which has its own "
-                f"packages: check it with `torchdoctor check --env {sibling}`"
-            )
+            # Its own interpreter and its own lib/python3.13t: an environment of its own, told apart
+            # from the default build in the same folder by its interpreter (`environment_key`).
+            with contextlib.suppress(NotAnEnvironmentError, OSError):
+                self.add(_inspect(root, self.platform, python=sibling, kind_hint=kind_hint))
 
     def try_executable(
         self, exe: Path, *, kind_hint: EnvKind | None = None, version_hints: Sequence[str | None] = ()

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from torchdoctor.service.config import load_settings
-from torchdoctor.service.envs.discover import collect_environments, environment_from_path
+from torchdoctor.service.envs.discover import collect_environments, environment_from_path, environment_key
 from torchdoctor.service.errors import TorchdoctorError
 from torchdoctor.service.facts.knowledge import Knowledge, load_knowledge
 from torchdoctor.service.facts.variants import DEFAULT_INDEX_BASE
@@ -88,7 +88,7 @@ def plan_state(plan: Plan, size_of: Callable[[str], int | None] = remote_size) -
 def env_state(report: EnvReport) -> EnvState:
     torch = report.torch
     return EnvState(
-        path=str(report.env.root),
+        path=environment_key(report.env),  # a folder, or a free-threaded build's interpreter
         python=str(report.env.python),
         python_version=report.env.python_version,
         kind=report.env.kind.value,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -64,11 +65,31 @@ class PlanState:
 
 
 def display_name(path: str) -> str:
-    """How a person recognises an environment in a menu: the project folder, not `.venv`."""
+    """How a person recognises an environment in a menu: the project folder, not `.venv`; a
+    free-threaded build's interpreter (its key when it shares a folder) as "folder (python3.13t)"."""
     p = Path(path)
+    if _is_interpreter(p):
+        return f"{display_name(str(env_folder(path)))} ({p.stem if p.suffix.lower() == '.exe' else p.name})"
     if p.name in (".venv", "venv", "env", ".env") and p.parent.name:
         return f"{p.parent.name}/{p.name}"
     return p.name or path
+
+
+_FREE_THREADED_EXE: Final = re.compile(r"^python\d+\.\d+t(\.exe)?$", re.IGNORECASE)
+
+
+def _is_interpreter(p: Path) -> bool:
+    """Only a free-threaded interpreter is ever a key (discover.environment_key), never a folder."""
+    return _FREE_THREADED_EXE.match(p.name) is not None
+
+
+def env_folder(path: str) -> Path:
+    """The folder of the environment an EnvState's `path` names: the path itself, or, for an
+    interpreter, the prefix it lives in (`bin/` and `Scripts/` are not the environment)."""
+    p = Path(path)
+    if not _is_interpreter(p):
+        return p
+    return p.parent.parent if p.parent.name in ("bin", "Scripts") else p.parent
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ from torchdoctor.service.config import Settings
 from torchdoctor.service.envs.discover import (
     discover_environments,
     environment_from_path,
+    environment_key,
     free_threaded_sibling,
     parse_py_launcher,
     py_launcher_candidates,
@@ -242,21 +243,24 @@ def test_each_build_in_a_shared_prefix_reads_only_its_own_site_packages(tmp_path
     assert threaded.python_version == "3.13.1"
 
 
-def test_the_free_threaded_build_beside_a_found_python_is_named_in_a_note(tmp_path: Path) -> None:
+def test_the_free_threaded_build_beside_a_found_python_is_an_environment_of_its_own(tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()
     root = _two_builds(tmp_path / "py313")
     found = discover_environments(
         Settings(scan_depth=0), home=home, platform=LINUX, environ={"PATH": str(root / "bin")}
     )
-    assert [e.root for e in found.environments] == [root]
-    assert found.notes == (
-        f"{root} also holds the free-threaded python3.13t, which has its own packages: "
-        f"check it with `torchdoctor check --env {root / 'bin' / 'python3.13t'}`",
-    )
+    default, threaded = found.environments
+    assert (default.root, threaded.root) == (root, root)
+    assert default.site_packages == (root / "lib" / "python3.13" / "site-packages",)
+    assert threaded.python == root / "bin" / "python3.13t"
+    assert threaded.site_packages == (root / "lib" / "python3.13t" / "site-packages",)
+    # Told apart by what `--env` accepts: the folder for one, the interpreter for the other.
+    assert [environment_key(e) for e in found.environments] == [str(root), str(root / "bin" / "python3.13t")]
+    assert found.notes == ()
 
 
-def test_a_windows_install_with_python3_13t_exe_gets_the_note(tmp_path: Path) -> None:
+def test_a_windows_install_with_python3_13t_exe_gives_two_environments(tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()
     root = layouts.windows_install(tmp_path / "Python313", "3.13.1", with_patchlevel=True)
@@ -269,8 +273,8 @@ def test_a_windows_install_with_python3_13t_exe_gets_the_note(tmp_path: Path) ->
         registry=FakeRegistry(),
         run=FakeRun(),
     )
-    assert [e.root for e in found.environments] == [root]
-    assert len(found.notes) == 1 and "python3.13t.exe" in found.notes[0]
+    assert [e.root for e in found.environments] == [root, root]
+    assert [e.python.name.lower() for e in found.environments] == ["python.exe", "python3.13t.exe"]
 
 
 def test_a_venv_made_from_a_free_threaded_python_finds_its_packages(tmp_path: Path) -> None:
