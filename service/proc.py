@@ -150,34 +150,17 @@ def run(
     The child's environment carries `TORCHDOCTOR_CHILD_OF=<our pid>` (`child_environ`).
     """
     args = [os.fspath(a) for a in argv]
-    popen = subprocess.Popen(
-        args,
-        stdin=subprocess.PIPE if input_text is not None else subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        encoding="utf-8",
-        errors="replace",
-        env=child_environ(env),
-        cwd=cwd,
-        creationflags=no_window_flags(),
-    )
-    with _RUNNING_LOCK:
-        _RUNNING.add(popen)
+    popen = _start(args, env=env, cwd=cwd, with_input=input_text is not None)
     try:
         stdout, stderr = popen.communicate(input=input_text, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
         _end_and_drain(popen)
-        raise SubprocessTimeoutError(
-            f"{Path(args[0]).name} did not finish within {timeout:g} s",
-            hint="the program may be hung; try again, or check it by hand: " + shown_command(args),
-        ) from exc
+        raise _timed_out(args, timeout) from exc
     except BaseException:
         _end_and_drain(popen)
         raise
     finally:
-        with _RUNNING_LOCK:
-            _RUNNING.discard(popen)
+        _forget(popen)
     return Completed(tuple(args), popen.returncode, stdout or "", stderr or "")
 
 
@@ -200,9 +183,36 @@ def run_watched(
     """
     args = [os.fspath(a) for a in argv]
     started = time.monotonic()
+    popen = _start(args, env=env, cwd=cwd, with_input=False)
+    try:
+        while True:
+            try:
+                stdout, stderr = popen.communicate(timeout=interval)
+                break
+            except subprocess.TimeoutExpired:
+                watch()
+                allowed = limit()
+                if time.monotonic() - started > allowed:
+                    _end_and_drain(popen)
+                    raise _timed_out(args, allowed) from None
+    except SubprocessTimeoutError:
+        raise
+    except BaseException:
+        _end_and_drain(popen)  # Ctrl-C or a bug of ours: never leave it running
+        raise
+    finally:
+        _forget(popen)
+    watch()
+    return Completed(tuple(args), popen.returncode, stdout or "", stderr or "")
+
+
+def _start(
+    args: list[str], *, env: Mapping[str, str] | None, cwd: Path | None, with_input: bool
+) -> subprocess.Popen[str]:
+    """Start `args` with captured text output, marked as ours, and known to `end_running`."""
     popen = subprocess.Popen(
         args,
-        stdin=subprocess.DEVNULL,
+        stdin=subprocess.PIPE if with_input else subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -214,31 +224,19 @@ def run_watched(
     )
     with _RUNNING_LOCK:
         _RUNNING.add(popen)
-    try:
-        while True:
-            try:
-                stdout, stderr = popen.communicate(timeout=interval)
-                break
-            except subprocess.TimeoutExpired:
-                watch()
-                allowed = limit()
-                if time.monotonic() - started > allowed:
-                    _end_and_drain(popen)
-                    raise SubprocessTimeoutError(
-                        f"{Path(args[0]).name} did not finish within {allowed:g} s",
-                        hint="the program may be hung; try again, or check it by hand: "
-                        + shown_command(args),
-                    ) from None
-    except SubprocessTimeoutError:
-        raise
-    except BaseException:
-        _end_and_drain(popen)  # Ctrl-C or a bug of ours: never leave it running
-        raise
-    finally:
-        with _RUNNING_LOCK:
-            _RUNNING.discard(popen)
-    watch()
-    return Completed(tuple(args), popen.returncode, stdout or "", stderr or "")
+    return popen
+
+
+def _forget(popen: subprocess.Popen[str]) -> None:
+    with _RUNNING_LOCK:
+        _RUNNING.discard(popen)
+
+
+def _timed_out(args: Sequence[str], seconds: float) -> SubprocessTimeoutError:
+    return SubprocessTimeoutError(
+        f"{Path(args[0]).name} did not finish within {seconds:g} s",
+        hint="the program may be hung; try again, or check it by hand: " + shown_command(args),
+    )
 
 
 def end_running() -> None:
