@@ -224,7 +224,19 @@ def _drop_to_nobody() -> tuple[str, ...]:
     tool = shutil.which("setpriv")
     if tool is None:
         pytest.skip("needs setpriv to run a process as another user")
-    return (tool, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups")
+    prefix = (tool, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups")
+    # The other user runs this checkout's interpreter and package: a checkout under a private
+    # folder (a 0700 mktemp dir, a home folder) is out of its reach, and the test cannot run there.
+    probe = subprocess.run(
+        [*prefix, sys.executable, "-c", "import torchdoctor.service.install.envlock"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    if probe.returncode != 0:
+        last = (probe.stderr.strip().splitlines() or [f"exit {probe.returncode}"])[-1]
+        pytest.skip(
+            f"user {NOBODY} cannot run this checkout's torchdoctor (a folder above it is private): {last}"
+        )
+    return prefix
 
 
 @pytest.fixture
