@@ -32,7 +32,6 @@ without putting credentials on the command line.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import queue
 import re
@@ -48,7 +47,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, ClassVar, Final, TextIO
 
-import psutil
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
@@ -296,21 +294,6 @@ def installer_environ(base: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def _kill_tree(popen: subprocess.Popen[str]) -> None:
-    """Kill the installer and anything it started (uv and pip may run helper interpreters)."""
-    try:
-        children = psutil.Process(popen.pid).children(recursive=True)
-    except psutil.Error:
-        children = []
-    for child in children:
-        with contextlib.suppress(psutil.Error):
-            child.kill()
-    with contextlib.suppress(OSError):
-        popen.kill()
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        popen.wait(timeout=10)
-
-
 def _pump(stream: IO[str], lines: queue.Queue[str | None]) -> None:
     try:
         for line in stream:
@@ -379,7 +362,7 @@ def stream_process(
         text=True,
         encoding="utf-8",
         errors="replace",
-        env=dict(env),
+        env=proc.child_environ(env),  # marked ours: a later run can end it if we are killed
         creationflags=proc.no_window_flags(),
     )
     assert popen.stdout is not None  # noqa: S101 (stdout=PIPE above)
@@ -391,10 +374,10 @@ def stream_process(
     try:
         timed_out = _relay(lines, deadline, tail=tail, log=log, on_line=on_line, scrub=scrub)
     except BaseException:
-        _kill_tree(popen)
+        proc.end_tree(popen)  # uv and pip may run helper interpreters
         raise
     if timed_out:
-        _kill_tree(popen)
+        proc.end_tree(popen)  # uv and pip may run helper interpreters
     if timed_out:
         log.write(f"(killed: still running after {timeout:g} s)\n")
         returncode: int | None = None
@@ -402,7 +385,7 @@ def stream_process(
         try:
             returncode = popen.wait(timeout=max(1.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            _kill_tree(popen)
+            proc.end_tree(popen)  # uv and pip may run helper interpreters
             timed_out, returncode = True, None
     reader.join(timeout=5)
     popen.stdout.close()
